@@ -1,0 +1,90 @@
+"""The `ft` command: parse arguments and hand over to the library.
+
+Nothing heavy is imported at the top: `ft --help`, `ft plan` and `ft jobs` must start without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ft import __version__
+from ft.errors import FtError
+
+
+def add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set training.max_steps=20 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ft", description="Fine-tune small open language models for tool use.")
+    parser.add_argument("--version", action="version", version=f"ft {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fine-tune a model from a config file")
+    train.add_argument("config", help="YAML config file")
+    add_set(train)
+    train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
+                       help="continue from the newest checkpoint of the run folder (auto) or from PATH")
+    train.set_defaults(handler=cmd_train)
+
+    data = commands.add_parser("data", help="inspect training data")
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    check = data_commands.add_parser("check", help="show what will be trained on, and refuse bad rows")
+    check.add_argument("config", help="YAML config file")
+    add_set(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=cmd_data_check)
+
+    config_help = commands.add_parser("config-help", help="list every config key with its default and meaning")
+    config_help.set_defaults(handler=lambda args: print(__import__("ft.config").config.schema_help()) or 0)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from ft.config import load_config
+    from ft.train import run_train
+
+    loaded = load_config(args.config, args.overrides)
+    run_train(loaded, resume=args.resume)
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from ft.config import load_config
+    from ft.datacheck import run_data_check
+
+    loaded = load_config(args.config, args.overrides)
+    return run_data_check(loaded, as_json=args.json)
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("transformers", "datasets", "huggingface_hub", "httpx", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    quiet_libraries()
+    try:
+        return args.handler(args)
+    except FtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data path: read rows of any common shape, render them with the chat template, mask, and collate."""

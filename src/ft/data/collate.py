@@ -1,0 +1,48 @@
+"""Batch examples: packed into one row with per-example positions (the default), or padded.
+
+Packing: the rows of a micro-batch are concatenated with no padding, and `position_ids` restart at 0 for each row.
+transformers builds a block-diagonal causal mask from those position ids (for the sdpa, eager and flash-attention
+kernels), so no row attends to another; the first label of each row is masked so that no row is predicted from the
+one before it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ft.data.prepare import IGNORE
+
+
+class PackedCollator:
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        ids, labels, positions = [], [], []
+        for feature in features:
+            row_labels = list(feature["labels"])
+            row_labels[0] = IGNORE
+            ids.extend(feature["input_ids"])
+            labels.extend(row_labels)
+            positions.extend(range(len(feature["input_ids"])))
+        return {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+        }
+
+
+class PaddedCollator:
+    """Right-pad to the longest row; padding is masked by position (attention mask and labels), never by token id."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, feature in enumerate(features):
+            length = len(feature["input_ids"])
+            ids[row, :length] = torch.tensor(feature["input_ids"])
+            labels[row, :length] = torch.tensor(feature["labels"])
+            mask[row, :length] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

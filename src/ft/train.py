@@ -1,0 +1,244 @@
+"""`ft train`: check everything, then fine-tune and write the run folder.
+
+Order matters: every check that can fail on the user's input (config, model path, chat template, data rows, LoRA
+targets) runs before the run folder is created and before the weights load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft.config import LoadedConfig
+from ft.errors import FtError
+
+log = logging.getLogger("ft")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and built before the weights load."""
+
+    source: object
+    tokenizer: object
+    model_config: object
+    traits: object
+    end_token_id: int
+    train: object
+    eval: object | None
+
+
+def prepare_run(loaded: LoadedConfig) -> Prepared:
+    """Resolve the model, probe its chat template, and read, render and mask the data. Raise FtError on any problem."""
+    from ft.data.prepare import prepare, require_examples
+    from ft.data.render import find_end_token, probe_template
+    from ft.model import check_lora_targets, load_tokenizer, read_model_config, resolve_model
+
+    cfg = loaded.config
+    source = resolve_model(cfg.model.name, cfg.model.revision)
+    model_config = read_model_config(source)
+    if cfg.training.method != "full":
+        check_lora_targets(cfg.lora.target_modules, model_config)
+    tokenizer = load_tokenizer(source, cfg.model.chat_template)
+    try:
+        traits = probe_template(tokenizer, cfg.model.tool_call_style, model_config.model_type, cfg.model.name)
+        end_token_id = find_end_token(tokenizer)
+    except ValueError as err:
+        raise FtError(f"model.chat_template: {err}") from None
+
+    train = prepare(cfg.data, tokenizer, traits, end_token_id, cfg.training.seed, "train")
+    require_examples(train, "data.train", cfg.data)
+    evaluation = None
+    if cfg.data.eval:
+        evaluation = prepare(cfg.data, tokenizer, traits, end_token_id, cfg.training.seed, "eval")
+        require_examples(evaluation, "data.eval", cfg.data)
+    return Prepared(source, tokenizer, model_config, traits, end_token_id, train, evaluation)
+
+
+def describe_data(prepared: Prepared, max_length: int) -> str:
+    lines = []
+    for side, data in (("train", prepared.train), ("eval", prepared.eval)):
+        if data is None:
+            continue
+        read = sum(data.rows_read.values())
+        dropped = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items()) or "none"
+        lines.append(f"data.{side}: {read} rows read, {len(data.examples)} used, {data.tokens} tokens "
+                     f"({data.trained_tokens} trained, {data.trained_tokens / max(data.tokens, 1):.0%}); "
+                     f"over max_length {max_length}: {data.truncated} cut at the prompt side; dropped: {dropped}")
+    lines.append(f"tool calls: {prepared.traits.style} style; end-of-turn token id {prepared.end_token_id} "
+                 f"({prepared.tokenizer.convert_ids_to_tokens(prepared.end_token_id)})")
+    return "\n".join(lines)
+
+
+def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
+    """Run `ft train`; return the run folder."""
+    cfg = loaded.config
+    print(f"ft train {loaded.path}\nresolved config (origin in brackets):\n{loaded.describe()}", flush=True)
+    prepared = prepare_run(loaded)
+    print(describe_data(prepared, cfg.data.max_length), flush=True)
+    if prepared.source.origin == "gguf-converted":
+        print(f"model: offline copy converted from GGUF at {prepared.source.folder} (Q4_1 weights, close to but not "
+              "identical with the Hub model)", flush=True)
+
+    from ft.model import choose_dtype
+
+    dtype = choose_dtype(cfg.model.precision)
+    from ft.outputs import new_run_dir, write_text_atomic
+
+    run_dir = new_run_dir(cfg.output.dir, cfg.output.run_name, loaded.path)
+    write_text_atomic(run_dir / "config.yaml", f"# ft train {loaded.path}: resolved config; "
+                      "a comment gives each value's origin, no comment means the default\n" + loaded.to_yaml())
+    print(f"run folder: {run_dir}", flush=True)
+    return fit(loaded, prepared, dtype, run_dir, resume)
+
+
+def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, resume: str | None) -> Path:
+    import torch
+
+    from ft.model import apply_lora, load_model
+    from ft.outputs import plot_losses, write_json_atomic
+    from ft.trainer import StepLogger, peak_memory_bytes
+
+    cfg = loaded.config
+    if cfg.training.threads:
+        torch.set_num_threads(cfg.training.threads)
+    started = time.perf_counter()
+    model = load_model(prepared.source, dtype, cfg.model.attn_implementation)
+    if cfg.training.method != "full":
+        model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
+    logger = StepLogger(run_dir / "metrics.jsonl")
+    trainer = build_trainer(cfg, model, prepared, run_dir, logger, dtype)
+    logger.trainer = trainer
+    print(f"training: {trainable_summary(model)}; global batch {cfg.training.batch_size} rows x "
+          f"{cfg.training.grad_accum} accumulation x {trainer.args.world_size} process(es)", flush=True)
+
+    trainer.train(resume_from_checkpoint=resume)
+    final_eval = trainer.evaluate() if prepared.eval is not None else {}
+    save_final(trainer, prepared, run_dir)
+
+    summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval)
+    write_json_atomic(run_dir / "summary.json", summary)
+    if (run_dir / "metrics.jsonl").exists():
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    print(closing_summary(summary, run_dir), flush=True)
+    return run_dir
+
+
+def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, logger, dtype):
+    import torch
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from ft.data.collate import PackedCollator, PaddedCollator
+    from ft.trainer import FtTrainer
+
+    t = cfg.training
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.log_every_steps,
+        eval_strategy="steps" if (t.eval_every_steps and prepared.eval is not None) else "no",
+        eval_steps=t.eval_every_steps,
+        save_strategy="steps" if t.save_every_steps else "no",
+        save_steps=t.save_every_steps or 500,
+        save_total_limit=t.keep_checkpoints,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        report_to=t.report_to,
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    collator = PackedCollator() if cfg.data.packing else PaddedCollator(prepared.tokenizer.pad_token_id)
+    trainer = FtTrainer(
+        model=model, args=args, data_collator=collator,
+        train_dataset=as_features(prepared.train), eval_dataset=as_features(prepared.eval) if prepared.eval else None,
+        callbacks=[logger],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def as_features(data) -> list[dict]:
+    return [{"input_ids": e.input_ids, "labels": e.labels} for e in data.examples]
+
+
+def trainable_summary(model) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"{trainable:,} trainable of {total:,} parameters ({trainable / total:.2%})"
+
+
+def save_final(trainer, prepared: Prepared, run_dir: Path) -> None:
+    """Write the adapter (or full model) with its tokenizer, chat template and generation config, atomically."""
+    from ft.outputs import replace_folder_atomic, staging_folder
+
+    target = run_dir / "adapter"
+    staging = staging_folder(target)
+    model = trainer.model
+    model.save_pretrained(staging)
+    prepared.tokenizer.save_pretrained(staging)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        # The tuned model must stop at the end-of-turn token that training taught it to write.
+        generation.eos_token_id = prepared.end_token_id
+        generation.pad_token_id = prepared.tokenizer.pad_token_id
+        generation.save_pretrained(staging)
+    (staging / "ft_model.json").write_text(json.dumps({
+        "base_model": prepared.source.name, "base_folder": str(prepared.source.folder or ""),
+        "origin": prepared.source.origin, "tool_call_style": prepared.traits.style,
+        "end_token_id": prepared.end_token_id,
+    }, indent=2) + "\n")
+    replace_folder_atomic(staging, target)
+
+
+def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak: int, final_eval: dict) -> dict:
+    losses = [row["loss"] for row in logger.rows if "loss" in row]
+    wall = time.perf_counter() - started
+    train_s = time.perf_counter() - logger.start
+    return {
+        "steps": trainer.state.global_step,
+        "tokens_seen": trainer.tokens_seen,
+        "trained_tokens": trainer.trained_tokens_seen,
+        "wall_time_s": round(wall, 2),
+        "train_time_s": round(train_s, 2),
+        "time_to_first_step_s": round(logger.first_step_s or 0.0, 2),
+        "tokens_per_s": round(trainer.tokens_seen / max(train_s, 1e-9), 1),
+        "trained_tokens_per_s": round(trainer.trained_tokens_seen / max(train_s, 1e-9), 1),
+        "peak_memory_gb": round(peak / 1e9, 3),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "eval_loss": round(final_eval["eval_loss"], 6) if "eval_loss" in final_eval else None,
+        "train_rows": len(prepared.train.examples),
+        "model": cfg.model.name,
+        "model_origin": prepared.source.origin,
+    }
+
+
+def closing_summary(summary: dict, run_dir: Path) -> str:
+    eval_part = f", eval loss {summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else ""
+    first = summary["first_loss"]
+    last = summary["last_loss"]
+    loss_part = f"loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else "no loss logged"
+    return (f"done: {summary['steps']} steps in {summary['train_time_s']:.0f} s | {loss_part}{eval_part} | "
+            f"{summary['tokens_seen']:,} tokens ({summary['trained_tokens']:,} trained) at "
+            f"{summary['tokens_per_s']:.0f} tok/s | peak memory {summary['peak_memory_gb']:.2f} GB\n"
+            f"adapter: {run_dir / 'adapter'}\nsummary: {run_dir / 'summary.json'}")
