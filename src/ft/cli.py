@@ -10,8 +10,15 @@ import logging
 import os
 import sys
 
+import importlib
+
 from ft import __version__
 from ft.errors import FtError
+
+
+# Commands whose module defines `add_arguments(parser)` and `run(args) -> int`. The modules must import neither
+# torch nor transformers at the top: the parser is built on every `ft` call.
+PLUGGED_COMMANDS: list[tuple[str, str, str]] = []
 
 
 def add_set(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_data_check)
 
     config_help = commands.add_parser("config-help", help="list every config key with its default and meaning")
-    config_help.set_defaults(handler=lambda args: print(__import__("ft.config").config.schema_help()) or 0)
+    config_help.set_defaults(handler=cmd_config_help)
+
+    for name, module_name, help_text in PLUGGED_COMMANDS:
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
     return parser
+
+
+def cmd_config_help(args) -> int:
+    from ft.config import schema_help
+
+    print(schema_help())
+    return 0
 
 
 def cmd_train(args) -> int:

@@ -318,7 +318,7 @@ def _check_bfcl_call(call: ToolCall, expected: dict, functions_by_name: dict[str
             return reason
 
     for argument, acceptable in acceptable_arguments.items():
-        if argument not in call.arguments and "" not in acceptable:
+        if argument not in call.arguments and "" not in _as_list(acceptable):
             return f"missing argument {argument!r}"
     return None
 

@@ -63,7 +63,8 @@ def normalize_tool_calls(raw: list | None) -> list[ToolCall]:
 
     Accepts OpenAI entries {"type": "function", "function": {"name", "arguments"}}, flat {"name", "arguments"}
     entries, and the {"name", "parameters"} and {"tool_name", "args"} spellings. Arguments given as a JSON string
-    are parsed, and None or an empty string becomes {}. None in place of the list means no calls.
+    are parsed, and None or an empty string becomes {}. None in place of the list means no calls, and entries
+    that are already ToolCall objects are kept.
     Raises ValueError naming the call's index and quoting the bad value, so callers only add the row.
     """
     if raw is None:
@@ -337,7 +338,7 @@ def parse_tool_calls(text: str) -> ParsedCalls:
     if not found:
         return ParsedCalls()
     # Prefer a reading that produced calls over a malformed one, then the one that starts first.
-    start, parsed = min(found, key=lambda result: (not result[1].calls, result[0]))
+    _, parsed = min(found, key=lambda result: (not result[1].calls, result[0]))
     return parsed
 
 

@@ -3,7 +3,7 @@
 Packing: the rows of a micro-batch are concatenated with no padding, and `position_ids` restart at 0 for each row.
 transformers builds a block-diagonal causal mask from those position ids (for the sdpa, eager and flash-attention
 kernels), so no row attends to another; the first label of each row is masked so that no row is predicted from the
-one before it.
+one before it. A single row gets no position ids, so attention runs its plain causal kernel.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ class PackedCollator:
             ids.extend(feature["input_ids"])
             labels.extend(row_labels)
             positions.extend(range(len(feature["input_ids"])))
-        return {
-            "input_ids": torch.tensor([ids], dtype=torch.long),
-            "labels": torch.tensor([labels], dtype=torch.long),
-            "position_ids": torch.tensor([positions], dtype=torch.long),
-        }
+        batch = {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long)}
+        if len(features) > 1:
+            batch["position_ids"] = torch.tensor([positions], dtype=torch.long)
+        return batch
 
 
 class PaddedCollator:
