@@ -21,7 +21,7 @@ model:
 data:
   train: {data}
   eval: {REPO / 'data/quickstart/eval.jsonl'}
-  max_rows: 16
+  max_rows: 4
   eval_max_rows: 8
   max_length: 512
 training:

@@ -65,11 +65,16 @@ def cmd_config_help(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ft.checkpoints import STOP_EXIT_CODE
     from ft.config import load_config
-    from ft.train import run_train
+    from ft.train import TrainingStopped, run_train
 
     loaded = load_config(args.config, args.overrides)
-    run_train(loaded, resume=args.resume)
+    try:
+        run_train(loaded, resume=args.resume)
+    except TrainingStopped as stopped:
+        print(str(stopped), file=sys.stderr, flush=True)
+        return STOP_EXIT_CODE
     return 0
 
 

@@ -18,6 +18,13 @@ from ft.errors import FtError
 log = logging.getLogger("ft")
 
 
+class TrainingStopped(Exception):
+    """Training stopped on SIGTERM or SIGINT after writing a checkpoint."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
 @dataclass
 class Prepared:
     """Everything checked and built before the weights load."""
@@ -83,21 +90,30 @@ def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
         print(f"model: offline copy converted from GGUF at {prepared.source.folder} (Q4_1 weights, close to but not "
               "identical with the Hub model)", flush=True)
 
+    from ft.checkpoints import drop_metrics_after, resolve_resume
     from ft.model import choose_dtype
-
-    dtype = choose_dtype(cfg.model.precision)
     from ft.outputs import new_run_dir, write_text_atomic
 
-    run_dir = new_run_dir(cfg.output.dir, cfg.output.run_name, loaded.path)
-    write_text_atomic(run_dir / "config.yaml", f"# ft train {loaded.path}: resolved config; "
-                      "a comment gives each value's origin, no comment means the default\n" + loaded.to_yaml())
+    dtype = choose_dtype(cfg.model.precision)
+    checkpoint = None
+    if resume:
+        run_dir, checkpoint = resolve_resume(resume, cfg.output.dir, cfg.output.run_name, loaded.path.stem)
+        drop_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[1]))
+        print(f"resuming {run_dir} from {checkpoint.name}", flush=True)
+    else:
+        run_dir = new_run_dir(cfg.output.dir, cfg.output.run_name, loaded.path)
+        write_text_atomic(run_dir / "config.yaml", f"# ft train {loaded.path}: resolved config; "
+                          "a comment gives each value's origin, no comment means the default\n" + loaded.to_yaml())
     print(f"run folder: {run_dir}", flush=True)
-    return fit(loaded, prepared, dtype, run_dir, resume)
+    return fit(loaded, prepared, dtype, run_dir, checkpoint)
 
 
-def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, resume: str | None) -> Path:
+def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoint: Path | None) -> Path:
     import torch
 
+    from transformers import set_seed
+
+    from ft.checkpoints import SaveEveryMinutes, StopOnSignal
     from ft.model import apply_lora, load_model
     from ft.outputs import plot_losses, write_json_atomic
     from ft.trainer import StepLogger, peak_memory_bytes
@@ -107,15 +123,28 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, resume: 
         torch.set_num_threads(cfg.training.threads)
     started = time.perf_counter()
     model = load_model(prepared.source, dtype, cfg.model.attn_implementation)
+    # The LoRA matrices are drawn from the global RNG before the Trainer seeds it: seed here for repeatable runs.
+    set_seed(cfg.training.seed)
     if cfg.training.method != "full":
         model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
     logger = StepLogger(run_dir / "metrics.jsonl")
-    trainer = build_trainer(cfg, model, prepared, run_dir, logger, dtype)
+    stop = StopOnSignal()
+    callbacks = [logger, stop] + ([SaveEveryMinutes(cfg.training.save_every_minutes)] if cfg.training.save_every_minutes else [])
+    trainer = build_trainer(cfg, model, prepared, run_dir, callbacks, dtype)
     logger.trainer = trainer
-    print(f"training: {trainable_summary(model)}; global batch {cfg.training.batch_size} rows x "
-          f"{cfg.training.grad_accum} accumulation x {trainer.args.world_size} process(es)", flush=True)
+    print(f"training: {trainable_summary(model)}; global batch {cfg.training.batch_size * cfg.training.grad_accum * trainer.args.world_size} rows "
+          f"= {cfg.training.batch_size} rows x {cfg.training.grad_accum} accumulation x {trainer.args.world_size} process(es)", flush=True)
 
-    trainer.train(resume_from_checkpoint=resume)
+    if checkpoint is not None:
+        trainer.restore_counters(checkpoint)
+    stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        stop.restore()
+    if stop.received is not None:
+        raise TrainingStopped(f"stopped at step {trainer.state.global_step}; checkpoint written to "
+                              f"{trainer.last_checkpoint}.\nResume with: ft train {loaded.path} --resume {run_dir}")
     final_eval = trainer.evaluate() if prepared.eval is not None else {}
     save_final(trainer, prepared, run_dir)
 
@@ -127,7 +156,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, resume: 
     return run_dir
 
 
-def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, logger, dtype):
+def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list, dtype):
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -157,7 +186,7 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, logger, dtype):
         eval_steps=t.eval_every_steps,
         save_strategy="steps" if t.save_every_steps else "no",
         save_steps=t.save_every_steps or 500,
-        save_total_limit=t.keep_checkpoints,
+        save_total_limit=None,  # FtTrainer rotates, counting only complete checkpoints
         bf16=dtype == torch.bfloat16,
         fp16=dtype == torch.float16,
         report_to=t.report_to,
@@ -171,7 +200,7 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, logger, dtype):
     trainer = FtTrainer(
         model=model, args=args, data_collator=collator,
         train_dataset=as_features(prepared.train), eval_dataset=as_features(prepared.eval) if prepared.eval else None,
-        callbacks=[logger],
+        callbacks=callbacks, keep_checkpoints=t.keep_checkpoints,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,16 +20,48 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
+from ft.checkpoints import finish_checkpoint, rotate
 from ft.data.prepare import IGNORE
 
 
 class FtTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, keep_checkpoints: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
         # Makes the Trainer count the trained tokens of each optimizer step and pass them as num_items_in_batch.
         self.model_accepts_loss_kwargs = True
         self.tokens_seen = 0
         self.trained_tokens_seen = 0
+        self.keep_checkpoints = keep_checkpoints
+        self.last_checkpoint: Path | None = None
+        self._staging_root: Path | None = None
+
+    def _get_output_dir(self, trial):
+        # While a checkpoint is saved, the Trainer writes it under a staging folder (see _save_checkpoint).
+        return str(self._staging_root) if self._staging_root is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        """Write the Trainer's checkpoint into a staging folder, then sync, mark complete and rename it."""
+        root = Path(self.args.output_dir)
+        step = self.state.global_step
+        staging = root / f".staging-checkpoint-{step}"
+        shutil.rmtree(staging, ignore_errors=True)
+        self._staging_root = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        if self.args.should_save:
+            target = root / f"checkpoint-{step}"
+            counters = {"tokens_seen": self.tokens_seen, "trained_tokens_seen": self.trained_tokens_seen}
+            finish_checkpoint(staging / f"checkpoint-{step}", target, counters)
+            rotate(root, self.keep_checkpoints)
+            self.last_checkpoint = target
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def restore_counters(self, checkpoint: Path) -> None:
+        counters = json.loads((checkpoint / "ft_counters.json").read_text())
+        self.tokens_seen = counters["tokens_seen"]
+        self.trained_tokens_seen = counters["trained_tokens_seen"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, count = trained_token_loss(model, inputs)
@@ -87,6 +120,8 @@ class StepLogger(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = self.last_time = time.perf_counter()
+        if self.trainer is not None:
+            self.last_tokens, self.last_trained = self.trainer.tokens_seen, self.trainer.trained_tokens_seen
         if self.is_main:
             from tqdm.auto import tqdm
 

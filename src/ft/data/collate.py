@@ -1,9 +1,13 @@
 """Batch examples: packed into one row with per-example positions (the default), or padded.
 
 Packing: the rows of a micro-batch are concatenated with no padding, and `position_ids` restart at 0 for each row.
-transformers builds a block-diagonal causal mask from those position ids (for the sdpa, eager and flash-attention
-kernels), so no row attends to another; the first label of each row is masked so that no row is predicted from the
-one before it. A single row gets no position ids, so attention runs its plain causal kernel.
+transformers (5.x, `masking_utils.find_packed_sequence_indices`) builds a block-diagonal causal mask from those
+position ids for the sdpa, eager and flex kernels, and flash-attention reads the row boundaries from them, so no
+row attends to another. The first label of each row is masked so that no row is predicted from the one before it.
+
+Both collators pass `use_cache=False`: with a cache object present (the default when the model config says
+`use_cache: true`, as most do), transformers skips the packed-row detection and every packed row attends to the
+rows before it. tests/test_data_packing.py shows both the leak and its absence.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from ft.data.prepare import IGNORE
 
 
 class PackedCollator:
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict]) -> dict:
         ids, labels, positions = [], [], []
         for feature in features:
             row_labels = list(feature["labels"])
@@ -22,7 +26,8 @@ class PackedCollator:
             ids.extend(feature["input_ids"])
             labels.extend(row_labels)
             positions.extend(range(len(feature["input_ids"])))
-        batch = {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long)}
+        batch = {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long),
+                 "use_cache": False}
         if len(features) > 1:
             batch["position_ids"] = torch.tensor([positions], dtype=torch.long)
         return batch
@@ -34,7 +39,7 @@ class PaddedCollator:
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict]) -> dict:
         width = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
@@ -44,4 +49,4 @@ class PaddedCollator:
             ids[row, :length] = torch.tensor(feature["input_ids"])
             labels[row, :length] = torch.tensor(feature["labels"])
             mask[row, :length] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "use_cache": False}

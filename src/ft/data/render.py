@@ -1,8 +1,9 @@
 """Render conversations with the model's chat template and find the trained span of every assistant turn.
 
-The trained span is found by rendering prefixes, not from generation markers in the template: the text that
-`messages[:i+1]` adds to `messages[:i]` rendered with a generation prompt is assistant turn i, including the tokens
-that end the turn. Templates that ignore `tool_calls` or `tools`, or that reject a role, get stated transforms.
+The trained span is found by rendering prefixes, not from `{% generation %}` markers in the template (SmolLM2's
+template, like most, has none): the text that `messages[:i+1]` adds to `messages[:i]` rendered with a generation
+prompt is assistant turn i, including the tokens that end the turn. Templates that ignore `tool_calls` or `tools`,
+or that reject a role, get the stated transforms of `prepare_messages`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ft.data.shapes import Conversation, RowError
 from ft.toolcalls import ToolCall, default_style, format_tool_calls, format_tools_prompt
 
 PROBE_NAME = "ft_probe_tool_7f3a"
+NO_ASSISTANT = "no assistant turn"
 
 
 @dataclass
@@ -24,13 +26,19 @@ class TemplateTraits:
     accepts_system: bool
     accepts_tool_role: bool
     style: str  # "template" when the template writes the calls itself, else a style of ft.toolcalls
+    accepts_repeated_role: bool = True  # False for templates that require user and assistant turns to alternate
 
 
 def probe_template(tokenizer, configured_style: str, model_type: str | None, name: str | None) -> TemplateTraits:
+    """Render probe conversations to learn what the template supports, and choose the tool-call style.
+
+    Raise ValueError when model.tool_call_style is `template` but the template does not render tool calls.
+    """
     call = {"type": "function", "function": {"name": PROBE_NAME, "arguments": {"x": 1}}}
     tool = {"type": "function", "function": {"name": PROBE_NAME, "description": "probe",
                                               "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}
     user = {"role": "user", "content": "hi"}
+    answer = {"role": "assistant", "content": "ok"}
     calls_text = try_render(tokenizer, [user, {"role": "assistant", "content": "", "tool_calls": [call]}])
     tools_text = try_render(tokenizer, [user], tools=[tool])
     traits = TemplateTraits(
@@ -40,6 +48,7 @@ def probe_template(tokenizer, configured_style: str, model_type: str | None, nam
         accepts_tool_role=try_render(tokenizer, [user, {"role": "assistant", "content": "", "tool_calls": [call]},
                                                  {"role": "tool", "content": "1"}]) is not None,
         style=configured_style,
+        accepts_repeated_role=try_render(tokenizer, [user, user, answer]) is not None,
     )
     if configured_style == "auto":
         traits.style = "template" if traits.renders_tool_calls else default_style(model_type, name)
@@ -57,26 +66,41 @@ def try_render(tokenizer, messages: list[dict], tools=None) -> str | None:
 
 
 def prepare_messages(conv: Conversation, traits: TemplateTraits) -> tuple[list[dict], list[dict] | None]:
-    """Apply the transforms this template needs; return template-ready messages and the tools to pass it."""
+    """Apply the transforms this template needs; return template-ready messages and the tools to pass it.
+
+    - A template that ignores `tool_calls`: calls are written into the assistant text in `traits.style`.
+    - A template that ignores `tools`: the tools go into the system message, described in that style.
+    - No tool role: tool results become user turns inside `<tool_response>` tags.
+    - No system role: the system text opens the first user turn.
+    - Roles must alternate: consecutive turns of one role are merged into one.
+    """
     messages = [dict(m) for m in conv.messages]
     tools = conv.tools
     if traits.style != "template":
         messages = [calls_into_text(m, traits.style) for m in messages]
     if tools and not (traits.style == "template" and traits.renders_tools):
-        messages = with_system_text(messages, format_tools_prompt(tools, "smollm2" if traits.style == "template" else traits.style))
+        # A template that writes calls itself but ignores `tools` gets the Hermes description, the most common one.
+        described_style = "hermes" if traits.style == "template" else traits.style
+        messages = with_system_text(messages, format_tools_prompt(tools, described_style))
         tools = None
     if not traits.accepts_tool_role:
         messages = [tool_as_user(m) for m in messages]
     if not traits.accepts_system:
         messages = fold_system(messages)
+    if not traits.accepts_repeated_role:
+        messages = merge_repeated_roles(messages)
     return messages, tools
 
 
 def calls_into_text(message: dict, style: str) -> dict:
+    """Write an assistant message's tool calls after its content, in the given style of ft.toolcalls."""
     if message["role"] != "assistant" or not message.get("tool_calls"):
         return message
     calls = [ToolCall(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
-    text = format_tool_calls(calls, style)
+    try:
+        text = format_tool_calls(calls, style)
+    except ValueError as err:  # pythonic style cannot write names or values that are not Python
+        raise RowError(f"tool call cannot be written in {style} style ({err}); set model.tool_call_style") from None
     content = message.get("content") or ""
     return {"role": "assistant", "content": f"{content}\n{text}" if content.strip() else text}
 
@@ -107,27 +131,73 @@ def fold_system(messages: list[dict]) -> list[dict]:
     return [{"role": "user", "content": system}] + rest
 
 
+def merge_repeated_roles(messages: list[dict]) -> list[dict]:
+    """Merge consecutive turns of one role (two tool results, say) for templates that require alternation."""
+    merged: list[dict] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message["role"]:
+            previous = dict(merged[-1])
+            separator = "\n" if message["role"] == "assistant" else "\n\n"
+            parts = [text for text in (previous.get("content") or "", message.get("content") or "") if text]
+            previous["content"] = separator.join(parts)
+            if message.get("tool_calls"):
+                previous["tool_calls"] = list(previous.get("tool_calls") or []) + list(message["tool_calls"])
+            merged[-1] = previous
+        else:
+            merged.append(message)
+    return merged
+
+
 def render_with_spans(tokenizer, messages: list[dict], tools, train_on: str) -> tuple[str, list[tuple[int, int]]]:
-    """Return the full text and the character spans to train on."""
+    """Return the full text and the character spans to train on.
+
+    Raise RowError for a row with no assistant turn to train on, or when the template renders an assistant turn in
+    a way that cannot be located in the full text.
+    """
     full = render(tokenizer, messages, tools, add_generation_prompt=False)
     if train_on == "all":
         return full, [(0, len(full))]
-    spans = []
+    spans: list[tuple[int, int]] = []
+    opening_assistant = False
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render(tokenizer, messages[:index], tools, add_generation_prompt=True) if index else ""
-        through = render(tokenizer, messages[: index + 1], tools, add_generation_prompt=False)
-        if not (full.startswith(before) and full.startswith(through) and len(through) > len(before)):
-            raise RowError(f"the chat template renders turn {index} differently once later turns follow, so its "
-                           "trained span cannot be located; set model.chat_template to a template that renders "
-                           "earlier turns unchanged")
-        spans.append((len(before), len(through)))
+        if index == 0:
+            # No prompt precedes it (a greeting that opens the chat), so it stays as context and is not trained.
+            opening_assistant = True
+            continue
+        spans.append(assistant_span(tokenizer, messages, tools, index, full, spans[-1][1] if spans else 0))
     if not spans:
-        raise RowError("no assistant turn to train on (the row holds prompts only)")
+        reason = " (its only assistant turn opens the conversation, with no prompt before it)" if opening_assistant else ""
+        raise RowError(f"{NO_ASSISTANT} to train on{reason}")
     if train_on == "last_assistant":
         spans = spans[-1:]
     return full, spans
+
+
+def assistant_span(tokenizer, messages: list[dict], tools, index: int, full: str, after: int) -> tuple[int, int]:
+    """Return the character span of assistant turn `index` in `full`, searching at or after `after`."""
+    before = render(tokenizer, messages[:index], tools, add_generation_prompt=True)
+    through = full if index == len(messages) - 1 else render(tokenizer, messages[: index + 1], tools,
+                                                             add_generation_prompt=False)
+    if through.startswith(before) and len(through) > len(before):
+        if full.startswith(through):
+            return len(before), len(through)
+        # Some templates render earlier turns differently once later turns follow (Mistral moves the tool list
+        # before the last user turn): the turn's own text is then searched for in the full text.
+        turn_text = through[len(before):]
+        start = full.find(turn_text, after)
+        if start >= 0:
+            return start, start + len(turn_text)
+    raise RowError(f"the chat template renders assistant turn {index} differently once later turns follow, so "
+                   "its trained span cannot be located; set model.chat_template to a template that renders "
+                   "each turn the same whatever follows it")
+
+
+def render_text_row(tokenizer, text: str) -> tuple[str, list[tuple[int, int]]]:
+    """Plain-text rows are trained as they are, without the chat template, followed by the EOS token."""
+    full = text + (tokenizer.eos_token or "")
+    return full, [(0, len(full))]
 
 
 def render(tokenizer, messages: list[dict], tools, add_generation_prompt: bool) -> str:
@@ -146,7 +216,10 @@ def find_end_token(tokenizer) -> int:
     would never teach the model to stop.
     """
     messages = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "ft probe answer"}]
-    text, spans = render_with_spans(tokenizer, messages, None, "assistant")
+    try:
+        text, spans = render_with_spans(tokenizer, messages, None, "assistant")
+    except RowError as err:
+        raise ValueError(f"the chat template cannot render a plain user/assistant exchange ({err})") from None
     start, end = spans[-1]
     answer_end = text.index("ft probe answer", start) + len("ft probe answer")
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -1,0 +1,150 @@
+"""How fast this machine and each GPU model train: stored measurements, and what past runs teach.
+
+`~/.cache/ft/plan/calibration.json` holds, per machine, the measured float32 matmul rate ("peak"), the training
+efficiency (achieved training FLOP/s divided by that peak) and the resident memory of a training process before the
+model loads; and, per GPU model calibrated on a GPU machine, the efficiency against the data-sheet peak.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft.errors import FtError
+
+DEFAULT_GPU_EFFICIENCY = 0.35
+# Uncalibrated CPU: a guess from the core count, clock and vector width, at this share of that peak.
+# NOTE: a guess until `ft plan CONFIG --calibrate` measures this machine.
+DEFAULT_CPU_EFFICIENCY = 0.4
+DEFAULT_CPU_BASE_MEMORY_GB = 0.85  # measured: Python with torch, transformers and peft imported, 2 cores, Linux
+RUNS_CONSIDERED = 20
+CALIBRATION_VERSION = 1
+
+
+@dataclass
+class CpuSpeed:
+    """This machine's training rate: a peak in FLOP/s and the share of it training achieves."""
+
+    peak_flops: float
+    efficiency: float
+    base_memory_gb: float
+    source: str  # how the numbers were found, for the report
+    calibrated: bool
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.peak_flops * self.efficiency
+
+
+def calibration_path() -> Path:
+    from ft.model import ft_cache_dir
+
+    return ft_cache_dir() / "plan" / "calibration.json"
+
+
+def read_calibration() -> dict:
+    try:
+        stored = json.loads(calibration_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"version": CALIBRATION_VERSION, "machines": {}, "accelerators": {}}
+    stored.setdefault("machines", {})
+    stored.setdefault("accelerators", {})
+    return stored
+
+
+def write_calibration(stored: dict) -> None:
+    from ft.outputs import write_json_atomic
+
+    write_json_atomic(calibration_path(), stored)
+
+
+def machine_key() -> str:
+    """This machine's CPU model and logical core count, which decide its training rate."""
+    return f"cpu|{cpu_model_name()}|{os.cpu_count() or 1}"
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def estimated_cpu_peak() -> float:
+    """Return a float32 FLOP/s guess: logical cores x clock x FLOPs per cycle of the widest vector unit."""
+    flags, mhz = set(), 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16  # two FMA units, 16/8/4 float32 lanes
+    ghz = mhz / 1000 if mhz else 2.5
+    return (os.cpu_count() or 1) * ghz * 1e9 * per_cycle
+
+
+def cpu_speed(run_efficiencies: list[float] | None = None) -> CpuSpeed:
+    """Return this machine's calibrated speed, refined by the efficiency of past runs, or the uncalibrated guess."""
+    entry = read_calibration()["machines"].get(machine_key())
+    samples = list(run_efficiencies or [])
+    if entry:
+        efficiency = statistics.median([entry["efficiency"]] + samples)
+        runs = f", refined with {len(samples)} past run(s)" if samples else ""
+        return CpuSpeed(entry["peak_flops"], efficiency, entry.get("base_memory_gb", DEFAULT_CPU_BASE_MEMORY_GB),
+                        f"calibrated {entry.get('measured_at', '?')}{runs}", True)
+    if samples:
+        return CpuSpeed(estimated_cpu_peak(), statistics.median(samples), DEFAULT_CPU_BASE_MEMORY_GB,
+                        f"from {len(samples)} past run(s); not calibrated", False)
+    return CpuSpeed(estimated_cpu_peak(), DEFAULT_CPU_EFFICIENCY, DEFAULT_CPU_BASE_MEMORY_GB,
+                    "not calibrated: a guess from the CPU's cores and clock", False)
+
+
+def gpu_efficiency(accelerator: str) -> tuple[float, str]:
+    entry = read_calibration()["accelerators"].get(accelerator)
+    if entry:
+        return entry["efficiency"], f"calibrated {entry.get('measured_at', '?')}"
+    return DEFAULT_GPU_EFFICIENCY, "default"
+
+
+def past_runs(output_dir: str, model_name: str) -> list[dict]:
+    """Return the summaries of this model's newest finished runs under `output.dir`, with their config."""
+    from ft.config import load_config
+
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    folders = sorted((p for p in root.iterdir() if (p / "summary.json").is_file() and (p / "config.yaml").is_file()),
+                     key=lambda p: (p / "summary.json").stat().st_mtime, reverse=True)
+    runs = []
+    for folder in folders[:RUNS_CONSIDERED]:
+        try:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+            loaded = load_config(folder / "config.yaml")
+        except (OSError, ValueError, FtError):
+            continue  # a damaged or foreign run folder teaches nothing
+        if loaded.config.model.name == model_name and summary.get("train_time_s") and summary.get("tokens_seen"):
+            runs.append({"folder": str(folder), "summary": summary, "config": loaded.config})
+    return runs
+
+
+def record(entry: dict, accelerator: str | None) -> None:
+    """Store a calibration result for this machine, or for a GPU model."""
+    stored = read_calibration()
+    entry = {**entry, "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    if accelerator:
+        stored["accelerators"][accelerator] = entry
+    else:
+        stored["machines"][machine_key()] = entry
+    stored["version"] = CALIBRATION_VERSION
+    write_calibration(stored)

@@ -1,0 +1,131 @@
+"""ft's fast loss (logits only at trained positions) against the plain loss (full logits, shifted cross-entropy).
+
+Both run the same tiny LoRA model on the same batch, padded and packed, in float32. The loss must agree within a
+relative 1e-5 and every LoRA gradient within a relative 1e-4: the only difference between the paths is which rows
+go through the LM head matrix product, so they differ by float32 rounding alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ft.config import DataSection, LoraSection
+from ft.data.collate import PackedCollator, PaddedCollator
+from ft.data.prepare import IGNORE, prepare
+from ft.data.render import find_end_token, probe_template
+from ft.model import apply_lora, load_model, load_tokenizer, resolve_model
+from ft.trainer import trained_token_loss
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART_TRAIN = REPO / "data" / "quickstart" / "train.jsonl"
+LOSS_RTOL = 1e-5
+GRAD_RTOL = 1e-4
+GRAD_ATOL = 1e-7
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return load_tokenizer(resolve_model(str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="module")
+def features(tokenizer) -> list[dict]:
+    """Three quickstart rows of different lengths, rendered and masked by ft's own data preparation."""
+    traits = probe_template(tokenizer, "auto", "llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    data = DataSection(train=str(QUICKSTART_TRAIN), max_rows=3, max_length=1024)
+    prepared = prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=42)
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prepared.examples]
+    assert len({len(row["input_ids"]) for row in rows}) > 1, "rows of equal length would leave no padding to test"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    model = load_model(resolve_model(str(tiny_model_dir)), torch.float32, "sdpa")
+    model = apply_lora(model, LoraSection(), gradient_checkpointing=False)
+    # LoRA starts with B = 0, which makes the gradient of every A zero; random B gives every LoRA weight a gradient.
+    torch.manual_seed(1)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.05)
+    model.train()
+    return model
+
+
+def make_batch(layout: str, features: list[dict], tokenizer) -> dict:
+    if layout == "padded":
+        return PaddedCollator(tokenizer.pad_token_id)(features)
+    return PackedCollator()(features)
+
+
+def plain_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy from the full logits over shifted labels, the textbook way."""
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    logits = model(**inputs).logits.float()
+    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+    shifted_labels = batch["labels"][:, 1:].reshape(-1)
+    loss = torch.nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="sum")(shifted_logits, shifted_labels)
+    return loss, int((shifted_labels != IGNORE).sum())
+
+
+def lora_gradients(model, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_fast_loss_equals_plain(layout, model, features, tokenizer):
+    batch = make_batch(layout, features, tokenizer)
+    with torch.no_grad():
+        fast, fast_count = trained_token_loss(model, batch)
+        plain, plain_count = plain_loss(model, batch)
+
+    assert fast_count == plain_count
+    assert fast_count > 0
+    torch.testing.assert_close(fast, plain, rtol=LOSS_RTOL, atol=0.0)
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_fast_lora_gradients_equal_plain(layout, model, features, tokenizer):
+    batch = make_batch(layout, features, tokenizer)
+    fast = lora_gradients(model, trained_token_loss(model, batch)[0])
+    plain = lora_gradients(model, plain_loss(model, batch)[0])
+
+    assert fast.keys() == plain.keys()
+    assert len(fast) == 2 * 7 * 2  # A and B of 7 linear layers in each of 2 blocks
+    for name in plain:
+        assert plain[name].abs().max() > 0, f"{name}: zero gradient, the comparison would prove nothing"
+        torch.testing.assert_close(fast[name], plain[name], rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_fast_path_projects_trained_positions_only(layout, model, features, tokenizer):
+    batch = make_batch(layout, features, tokenizer)
+    projected_rows = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: projected_rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+    try:
+        with torch.no_grad():
+            _, count = trained_token_loss(model, batch)
+    finally:
+        hook.remove()
+
+    assert projected_rows == [count]
+    assert count < batch["input_ids"].numel() // 2  # quickstart rows are mostly prompt
+
+
+def test_batch_without_trained_token(model, features, tokenizer):
+    untrained = [{"input_ids": row["input_ids"], "labels": [IGNORE] * len(row["labels"])} for row in features]
+    batch = make_batch("padded", untrained, tokenizer)
+    loss, count = trained_token_loss(model, batch)
+    plain, plain_count = plain_loss(model, batch)
+    gradients = lora_gradients(model, loss)
+
+    assert count == plain_count == 0
+    assert loss.item() == 0.0
+    assert plain.item() == 0.0
+    assert all(gradient.abs().max() == 0 for gradient in gradients.values())
