@@ -105,6 +105,7 @@ def trl_lm_head_positions(batch) -> int:
 
 
 def run_trl(spec: dict) -> dict:
+    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -117,6 +118,8 @@ def run_trl(spec: dict) -> dict:
         lr_scheduler_type="constant",
         report_to="none",
         max_length=spec["max_length"],
+        # Without a GPU, TRL's default bf16=True stops with "You need to assign use_cpu"; this is the fix it asks for.
+        use_cpu=not torch.cuda.is_available(),
     )
     clock = StepClock()
     trainer = SFTTrainer(model=spec["model_folder"], args=args, train_dataset=dataset, peft_config=lora_config(spec),

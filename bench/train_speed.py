@@ -63,9 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Compare training speed: ft's default path, TRL's SFTTrainer "
                                      "defaults and the original guide's recipe.")
     parser.add_argument("--rows", type=int, default=16, help="training rows, the same in every arm (default 16)")
-    parser.add_argument("--batch-size", type=int, default=8, help="rows per optimizer step (default 8)")
-    parser.add_argument("--max-length", type=int, default=2048,
-                        help="max_length in tokens; only rows that fit are used, so no arm truncates (default 2048)")
+    parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step (default 4)")
+    parser.add_argument("--max-length", type=int, default=1024,
+                        help="max_length in tokens; only rows that fit are used, so no arm truncates (default 1024)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each arm, alternated (default 3)")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="constant learning rate (default 2e-4)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run (default {','.join(ARMS)})")
@@ -205,10 +205,18 @@ def run_process(command: list[str], first_step: re.Pattern, log_path: Path, time
     wall_s = round(time.perf_counter() - launched, 3)
     result = {"returncode": returncode, "process_wall_s": wall_s, "launch_to_first_step_s": first_step_s}
     if returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        reason = f"killed after the {timeout_s} s limit" if wall_s >= timeout_s else f"exit code {returncode}"
-        result["error"] = reason + ":\n" + "\n".join(tail)
+        tail = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        result["error"] = f"{exit_reason(returncode, wall_s, timeout_s)}: {tail[-1] if tail else 'no output'}"
+        result["log_tail"] = tail[-15:]
     return result
+
+
+def exit_reason(returncode: int, wall_s: float, timeout_s: int) -> str:
+    if wall_s >= timeout_s:
+        return f"killed after the {timeout_s} s limit"
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def run_ft(args, work: Path, run_name: str, model_folder: Path, rows_path: Path, subset: Subset,
@@ -283,7 +291,7 @@ def run_all_arms(args, arms: list[str], work: Path, model_folder: Path, subset: 
 
 def describe_run(result: dict) -> str:
     if "error" in result:
-        return "FAILED, " + result["error"].splitlines()[0]
+        return "FAILED, " + result["error"]
     return (f"train {result['train_time_s']:.1f} s, first step {result['time_to_first_step_s']:.1f} s after train "
             f"start ({result['launch_to_first_step_s']} s after launch), peak memory {result['peak_memory_gb']:.2f} GB")
 

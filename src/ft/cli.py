@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=cmd_data_check)
 
+    push = commands.add_parser("push", help="push a finished run's adapter and records to the Hub")
+    push.add_argument("run", help="run folder made by ft train")
+    push.add_argument("--repo", required=True, help="Hub model repo, namespace/name")
+    push.add_argument("--public", action="store_true", help="create the repo as public (default: private)")
+    push.set_defaults(handler=cmd_push)
+
     config_help = commands.add_parser("config-help", help="list every config key with its default and meaning")
     config_help.set_defaults(handler=cmd_config_help)
 
@@ -69,12 +75,35 @@ def cmd_train(args) -> int:
     from ft.config import load_config
     from ft.train import TrainingStopped, run_train
 
+    from ft.hub import PUSH_FAILED_EXIT_CODE, PushFailed
+
     loaded = load_config(args.config, args.overrides)
     try:
         run_train(loaded, resume=args.resume)
     except TrainingStopped as stopped:
         print(str(stopped), file=sys.stderr, flush=True)
         return STOP_EXIT_CODE
+    except PushFailed as failed:
+        print(f"error: {failed}", file=sys.stderr, flush=True)
+        return PUSH_FAILED_EXIT_CODE
+    return 0
+
+
+def cmd_push(args) -> int:
+    from pathlib import Path
+
+    from ft.hub import PUSH_FAILED_EXIT_CODE, PushFailed, check_write_access, push_run
+
+    run_dir = Path(args.run)
+    if not (run_dir / "adapter").is_dir():
+        raise FtError(f"{run_dir}: not a finished run folder (no adapter/). Pass a folder made by `ft train`.")
+    check_write_access(args.repo)
+    try:
+        push_run(run_dir, args.repo, private=not args.public)
+    except PushFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return PUSH_FAILED_EXIT_CODE
+    print(f"pushed {run_dir} to https://huggingface.co/{args.repo}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,11 @@ def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
     from ft.outputs import new_run_dir, write_text_atomic
 
     dtype = choose_dtype(cfg.model.precision)
+    if cfg.output.push_to_hub:
+        from ft.hub import check_write_access
+
+        user = check_write_access(cfg.output.hub_repo)
+        print(f"hub: token of {user} can write to {cfg.output.hub_repo}", flush=True)
     checkpoint = None
     if resume:
         run_dir, checkpoint = resolve_resume(resume, cfg.output.dir, cfg.output.run_name, loaded.path.stem)
@@ -114,8 +120,9 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     from transformers import set_seed
 
     from ft.checkpoints import SaveEveryMinutes, StopOnSignal
+    from ft.hub import model_card, push_run
     from ft.model import apply_lora, load_model
-    from ft.outputs import plot_losses, write_json_atomic
+    from ft.outputs import plot_losses, write_json_atomic, write_text_atomic
     from ft.trainer import StepLogger, peak_memory_bytes
 
     cfg = loaded.config
@@ -132,6 +139,10 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     callbacks = [logger, stop] + ([SaveEveryMinutes(cfg.training.save_every_minutes)] if cfg.training.save_every_minutes else [])
     trainer = build_trainer(cfg, model, prepared, run_dir, callbacks, dtype)
     logger.trainer = trainer
+    if cfg.output.push_to_hub:
+        from ft.hub import PushCheckpoints
+
+        trainer.add_callback(PushCheckpoints(cfg.output.hub_repo, cfg.output.private, weakref.ref(trainer)))
     print(f"training: {trainable_summary(model)}; global batch {cfg.training.batch_size * cfg.training.grad_accum * trainer.args.world_size} rows "
           f"= {cfg.training.batch_size} rows x {cfg.training.grad_accum} accumulation x {trainer.args.world_size} process(es)", flush=True)
 
@@ -152,7 +163,11 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     write_json_atomic(run_dir / "summary.json", summary)
     if (run_dir / "metrics.jsonl").exists():
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    write_text_atomic(run_dir / "adapter" / "README.md", model_card(run_dir, cfg.model.name, cfg.output.hub_repo))
     print(closing_summary(summary, run_dir), flush=True)
+    if cfg.output.push_to_hub:
+        push_run(run_dir, cfg.output.hub_repo, cfg.output.private)
+        print(f"pushed the adapter to https://huggingface.co/{cfg.output.hub_repo}", flush=True)
     return run_dir
 
 

@@ -9,11 +9,14 @@ Counts are cached by a hash of the data files, tokenizer files and data settings
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from ft.config import Config, DataSection
 from ft.errors import FtError
@@ -68,17 +71,18 @@ class TokenCounts:
 
 
 class TemplateTokenizer:
-    """The tokenizer methods that ft's data path calls: a Jinja chat template over a `tokenizers`-style backend."""
+    """The tokenizer interface that ft's data path uses: a Jinja chat template over a `tokenizers` backend."""
 
     def __init__(self, backend, chat_template, special_tokens: dict[str, str], added_tokens_decoder: dict):
-        self.backend = backend
+        self.backend_tokenizer = backend
         self.chat_template = chat_template
         self.special_tokens = special_tokens
         self.added_tokens_decoder = added_tokens_decoder
+        self.eos_token = special_tokens.get("eos_token")
         named = [backend.token_to_id(text) for text in special_tokens.values()]
-        flagged = [token_id for token_id, token in added_tokens_decoder.items() if getattr(token, "special", True)]
+        flagged = [token_id for token_id, token in added_tokens_decoder.items() if token.special]
         self.all_special_ids = sorted({token_id for token_id in named + flagged if token_id is not None})
-        pad = special_tokens.get("pad_token") or special_tokens.get("eos_token")
+        pad = special_tokens.get("pad_token") or self.eos_token
         self.pad_token_id = backend.token_to_id(pad) if pad else None
         self.templates: dict[bool, object] = {}
 
@@ -103,13 +107,13 @@ class TemplateTokenizer:
 
     def __call__(self, text, add_special_tokens: bool = False, return_offsets_mapping: bool = False, **kwargs) -> dict:
         if isinstance(text, str):
-            encoding = self.backend.encode(text, add_special_tokens=add_special_tokens)
+            encoding = self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens)
             return {"input_ids": encoding.ids, "offset_mapping": encoding.offsets}
-        encodings = self.backend.encode_batch(list(text), add_special_tokens=add_special_tokens)
+        encodings = self.backend_tokenizer.encode_batch(list(text), add_special_tokens=add_special_tokens)
         return {"input_ids": [e.ids for e in encodings], "offset_mapping": [e.offsets for e in encodings]}
 
     def convert_ids_to_tokens(self, token_id: int) -> str | None:
-        return self.backend.id_to_token(token_id)
+        return self.backend_tokenizer.id_to_token(token_id)
 
 
 def model_tokenizer(files: dict[str, Path], chat_template_setting: str | None, where: str) -> TemplateTokenizer:
@@ -133,21 +137,35 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+CHATML_SPECIAL = {"<|im_start|>": 1, "<|im_end|>": 2}
+
+
+class CharacterEncoding:
+    """The parts of a `tokenizers.Encoding` that ft's data path reads."""
+
+    def __init__(self, ids: list[int], offsets: list[tuple[int, int]]):
+        self.ids = ids
+        self.offsets = offsets
+        self.starts = [start for start, _ in offsets]
+
+    def char_to_token(self, position: int) -> int | None:
+        index = bisect.bisect_right(self.starts, position) - 1
+        if index >= 0 and self.offsets[index][0] <= position < self.offsets[index][1]:
+            return index
+        return None
 
 
 class CharacterChunks:
     """A stand-in tokenizer backend: one token per CHARS_PER_TOKEN characters, ChatML markers as single tokens."""
 
-    SPECIAL = {"<|im_start|>": 1, "<|im_end|>": 2}
+    truncation = None
+    padding = None
 
-    def encode(self, text: str, add_special_tokens: bool = False):
-        import re
-        from types import SimpleNamespace
-
+    def encode(self, text: str, add_special_tokens: bool = False) -> CharacterEncoding:
         ids, offsets, position = [], [], 0
         for piece in re.split(r"(<\|im_start\|>|<\|im_end\|>)", text):
-            if piece in self.SPECIAL:
-                ids.append(self.SPECIAL[piece])
+            if piece in CHATML_SPECIAL:
+                ids.append(CHATML_SPECIAL[piece])
                 offsets.append((position, position + len(piece)))
             elif piece:
                 count = max(1, round(len(piece) / CHARS_PER_TOKEN))
@@ -155,22 +173,23 @@ class CharacterChunks:
                 ids.extend([100] * count)
                 offsets.extend(zip(bounds[:-1], bounds[1:]))
             position += len(piece)
-        return SimpleNamespace(ids=ids, offsets=offsets)
+        return CharacterEncoding(ids, offsets)
 
-    def encode_batch(self, texts: list[str], add_special_tokens: bool = False):
+    def encode_batch(self, texts: list[str], add_special_tokens: bool = False) -> list[CharacterEncoding]:
         return [self.encode(text) for text in texts]
 
     def token_to_id(self, text: str) -> int | None:
-        return self.SPECIAL.get(text)
+        return CHATML_SPECIAL.get(text)
 
     def id_to_token(self, token_id: int) -> str:
-        return {v: k for k, v in self.SPECIAL.items()}.get(token_id, "<chars>")
+        return {v: k for k, v in CHATML_SPECIAL.items()}.get(token_id, "<chars>")
 
 
 def character_tokenizer() -> TemplateTokenizer:
     """A tokenizer that estimates counts from characters, for a model whose tokenizer is not available offline."""
     special = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
-    return TemplateTokenizer(CharacterChunks(), CHATML_TEMPLATE, special, {1: None, 2: None})
+    added = {token_id: SimpleNamespace(content=text, special=True) for text, token_id in CHATML_SPECIAL.items()}
+    return TemplateTokenizer(CharacterChunks(), CHATML_TEMPLATE, special, added)
 
 
 def jinja_environment():

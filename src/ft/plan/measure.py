@@ -1,0 +1,177 @@
+"""`ft plan --calibrate`: measure this machine with a matmul and a few real training steps of the config's model.
+
+This is the one part of `ft plan` that imports torch and loads weights. It runs ft's own training path (prepare_run,
+load_model, apply_lora, build_trainer) for CALIBRATION_STEPS optimizer steps, times all but the first (which pays
+for warm-up), and stores achieved training FLOP/s divided by the peak. On a CPU the peak is the measured float32
+matmul rate; on a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ft.config import LoadedConfig
+from ft.errors import FtError
+
+CALIBRATION_STEPS = 4
+MATMUL_SIZE = 1024
+MATMUL_SECONDS = 1.5
+
+
+def calibrate(loaded: LoadedConfig) -> dict:
+    """Measure, store and return this machine's (or this GPU model's) training speed for the config's model."""
+    import torch
+
+    from ft.plan.calibration import calibration_path, record
+    from ft.plan.hardware import ACCELERATORS
+    from ft.train import prepare_run
+
+    cfg = short_config(loaded)
+    if cfg.config.training.threads:
+        torch.set_num_threads(cfg.config.training.threads)
+    accelerator = gpu_model(torch) if torch.cuda.is_available() else None
+    prepared = prepare_run(cfg)
+    base_bytes = current_rss_bytes() - prepared.train.tokens * 50
+
+    steps = timed_steps(cfg, prepared)
+    settings, arch = plan_inputs(cfg, torch)
+    flops = sum(training_flops_of(rows, arch, settings) for rows in steps["micro_batches"])
+    if accelerator:
+        peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12
+    else:
+        peak = matmul_rate(torch)
+    achieved = flops / steps["seconds"]
+    entry = {
+        "device": accelerator or "cpu", "peak_flops": round(peak), "efficiency": round(achieved / peak, 4),
+        "base_memory_gb": round(max(base_bytes, 0) / 1e9, 3), "model": cfg.config.model.name,
+        "tokens_per_s": round(steps["tokens"] / steps["seconds"], 1), "timed_steps": CALIBRATION_STEPS - 1,
+        "threads": torch.get_num_threads(), "measured_peak_memory_gb": round(steps["peak_bytes"] / 1e9, 3),
+    }
+    record(entry, accelerator)
+    return {**entry, "path": str(calibration_path())}
+
+
+def short_config(loaded: LoadedConfig) -> LoadedConfig:
+    """The config cut to a few steps, with no evaluation, checkpoints or reporting, writing into a temp folder."""
+    config = loaded.config.model_copy(deep=True)
+    config.training.max_steps = CALIBRATION_STEPS
+    config.training.eval_every_steps = None
+    config.training.save_every_steps = None
+    if hasattr(config.training, "save_every_minutes"):
+        config.training.save_every_minutes = None
+    config.training.report_to = "none"
+    config.data.eval = None
+    return LoadedConfig(config, loaded.path, dict(loaded.sources))
+
+
+def gpu_model(torch) -> str | None:
+    from ft.plan.hardware import ACCELERATORS
+
+    name = torch.cuda.get_device_name().upper()
+    for known in sorted(ACCELERATORS, key=len, reverse=True):  # L40S before L4
+        if known in name:
+            return known
+    raise FtError(f"ft plan --calibrate: the GPU {name!r} is not one ft plan has figures for "
+                  f"({', '.join(ACCELERATORS)}); its estimates could not use the result.")
+
+
+def timed_steps(loaded: LoadedConfig, prepared) -> dict:
+    """Train CALIBRATION_STEPS steps; return the seconds, tokens and micro-batches of all steps but the first."""
+    from transformers import TrainerCallback
+
+    from ft.model import apply_lora, choose_dtype, load_model
+    from ft.train import build_trainer, micro_batching
+    from ft.trainer import peak_memory_bytes
+
+    cfg = loaded.config
+    dtype = choose_dtype(cfg.model.precision)
+    model = load_model(prepared.source, dtype, cfg.model.attn_implementation)
+    if cfg.training.method != "full":
+        model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
+
+    step_ends: list[float] = []
+    collated: list[list[tuple[int, int]]] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            step_ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory(prefix="ft-calibrate-") as run_dir:
+        trainer = build_trainer(cfg, model, prepared, Path(run_dir), [StepTimer()], dtype)
+        trainer.data_collator = recording(trainer.data_collator, collated)
+        trainer.train()
+
+    _, accumulation = micro_batching(cfg)
+    timed = collated[accumulation:accumulation * CALIBRATION_STEPS]
+    if len(step_ends) < 2 or not timed:
+        raise FtError("ft plan --calibrate: training stopped before two steps; give data.train more rows.")
+    return {
+        "seconds": step_ends[-1] - step_ends[0],
+        "micro_batches": timed,
+        "tokens": sum(length for rows in timed for length, _ in rows),
+        "peak_bytes": peak_memory_bytes(),
+    }
+
+
+def recording(collator, collated: list):
+    """Wrap a collator to note each micro-batch's rows as (tokens, trained tokens)."""
+    from ft.data.prepare import IGNORE
+
+    def collate(features):
+        collated.append([(len(f["input_ids"]), sum(1 for label in f["labels"] if label != IGNORE)) for f in features])
+        return collator(features)
+
+    return collate
+
+
+def plan_inputs(loaded: LoadedConfig, torch):
+    from ft.plan.model_files import find_model
+    from ft.plan.settings import run_settings
+
+    on_gpu = torch.cuda.is_available()
+    settings = run_settings(loaded.config, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
+    return settings, find_model(loaded.config.model.name, loaded.config.model.revision).architecture
+
+
+def training_flops_of(rows: list[tuple[int, int]], arch, settings) -> float:
+    from ft.plan.batches import make_micro_batch
+    from ft.plan.flops import training_flops
+
+    return training_flops(arch, settings, make_micro_batch(rows, arch, settings))
+
+
+def matmul_rate(torch) -> float:
+    """Return the float32 FLOP/s of a square matmul with torch's thread setting, the CPU "peak"."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < MATMUL_SECONDS:
+        a @ b
+        count += 1
+    return 2 * MATMUL_SIZE ** 3 * count / (time.perf_counter() - start)
+
+
+def current_rss_bytes() -> float:
+    """Resident memory now (Linux), else the peak so far."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def describe_calibration(result: dict) -> str:
+    device = "this machine" if result["device"] == "cpu" else f"GPU model {result['device']}"
+    peak = "float32 matmul" if result["device"] == "cpu" else "data-sheet peak"
+    return (f"calibrated {device}: {peak} {result['peak_flops'] / 1e9:.0f} GFLOP/s; {result['timed_steps']} timed "
+            f"training steps of {result['model']} at {result['tokens_per_s']:.0f} tokens/s reach "
+            f"{result['efficiency']:.2f} of it; memory before the model loads {result['base_memory_gb']:.2f} GB. "
+            f"Stored in {result['path']}.")

@@ -1,0 +1,173 @@
+"""The local backend: a detached runner that records stages, exit codes, cancel and timeout; then a tiny training
+submitted, followed, listed and pulled through the CLI, and one canceled mid-run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from fake_hub import run_ft, write_config
+
+# A stand-in for `ft train`: it prints, and on SIGTERM writes a marker and exits 143 as training does after its
+# checkpoint.
+STOPPABLE = """
+import signal, sys, time
+def stop(signum, frame):
+    print("stopping: checkpoint written", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+print("working", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def store(monkeypatch, tmp_path):
+    from ft.jobs.store import JobStore
+
+    monkeypatch.setenv("FT_HOME", str(tmp_path / "ft-home"))
+    return JobStore()
+
+
+def start_job(store, tmp_path, job_id: str, code: str, timeout_s: int | None = None):
+    from ft.jobs import local
+    from ft.jobs.store import JobRecord, job_folder
+
+    record = JobRecord(id=job_id, backend="local", run_name=job_id, config_path="inline", timeout_s=timeout_s,
+                       run_dir=str(tmp_path / "runs" / job_id), log_path=str(job_folder(job_id) / "log.txt"),
+                       spec={"command": [sys.executable, "-c", code], "cwd": str(tmp_path)})
+    return local.start(store, record, "# no config: the command is inline\n")
+
+
+def wait_for(store, job_id: str, condition, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = store.get(job_id)
+        if condition(record):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach the condition; last stage {store.get(job_id).stage}")
+
+
+def ended(record) -> bool:
+    return record.stage in ("COMPLETED", "ERROR", "CANCELED")
+
+
+def log_text(record) -> str:
+    from pathlib import Path
+
+    return Path(record.log_path).read_text()
+
+
+def test_runner_records_completion(store, tmp_path):
+    start_job(store, tmp_path, "ok", "print('hello from the job')")
+    record = wait_for(store, "ok", ended)
+    assert record.stage == "COMPLETED"
+    assert record.exit_code == 0
+    assert record.started_at is not None and record.finished_at >= record.started_at
+    assert "hello from the job" in log_text(record)
+    assert "ft job ok: COMPLETED, exit code 0" in log_text(record)
+
+
+def test_runner_records_failure(store, tmp_path):
+    start_job(store, tmp_path, "fails", "import sys; print('bad row'); sys.exit(3)")
+    record = wait_for(store, "fails", ended)
+    assert record.stage == "ERROR"
+    assert record.exit_code == 3
+    assert record.message == "training exited with code 3"
+
+
+def test_cancel_stops_job(store, tmp_path):
+    from ft.jobs import local
+
+    start_job(store, tmp_path, "long", STOPPABLE)
+    wait_for(store, "long", lambda record: record.stage == "RUNNING" and "working" in log_text(record))
+    started = time.monotonic()
+    record = local.cancel(store, store.get("long"))
+    assert time.monotonic() - started < 10
+    assert record.stage == "CANCELED"
+    assert record.exit_code == 143
+    assert record.cancel_requested
+    assert "stopping: checkpoint written" in log_text(record)
+
+
+def test_timeout_ends_in_error(store, tmp_path):
+    start_job(store, tmp_path, "slow", STOPPABLE, timeout_s=1)
+    record = wait_for(store, "slow", ended)
+    assert record.stage == "ERROR"
+    assert record.message == "Job timeout"
+    assert "timeout reached" in log_text(record)
+
+
+def test_dead_runner_marked_error(store, tmp_path):
+    import subprocess
+
+    from ft.jobs import local
+    from ft.jobs.store import JobRecord
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    store.add(JobRecord(id="orphan", backend="local", run_name="orphan", config_path="x", stage="RUNNING",
+                        pid=finished.pid))
+    record = local.refresh(store, store.get("orphan"))
+    assert record.stage == "ERROR"
+    assert f"runner process (pid {finished.pid}) ended without recording a result" in record.message
+
+
+def test_local_job_end_to_end(monkeypatch, tmp_path, tiny_model_dir, capsys):
+    monkeypatch.setenv("FT_HOME", str(tmp_path / "ft-home"))
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, model=str(tiny_model_dir))
+    result = run_ft(capsys, "submit", str(config), "--backend", "local")
+    assert result.code == 0, result.out[-3000:] + result.err[-3000:]
+    assert "data.train: 4 rows read, 4 used" in result.out
+    assert "done: 2 steps" in result.out
+    job_id = next(line.split()[1] for line in result.out.splitlines() if line.startswith("job ") and "submitted" in line)
+    assert f"job {job_id}: COMPLETED" in result.out
+
+    logs = run_ft(capsys, "jobs", "logs", job_id, "-f")
+    assert logs.code == 0
+    assert "done: 2 steps" in logs.out
+    assert logs.out.rstrip().endswith(f"ft job {job_id}: COMPLETED, exit code 0")
+
+    listing = run_ft(capsys, "jobs", "ps")
+    row = next(line for line in listing.out.splitlines() if line.startswith(job_id))
+    assert "local" in row and "COMPLETED" in row
+
+    assert run_ft(capsys, "jobs", "wait", job_id).code == 0
+    pulled = run_ft(capsys, "jobs", "pull", job_id)
+    assert pulled.code == 0, pulled.err
+    run = tmp_path / "runs" / job_id
+    assert f"run folder: {run}" in pulled.out
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    copied = run_ft(capsys, "jobs", "pull", job_id, "--to", "copied")
+    assert copied.code == 0, copied.err
+    assert (tmp_path / "copied" / "adapter" / "ft_model.json").is_file()
+    assert (tmp_path / "copied" / "summary.json").is_file()
+
+
+def test_local_training_canceled(monkeypatch, tmp_path, tiny_model_dir, capsys):
+    monkeypatch.setenv("FT_HOME", str(tmp_path / "ft-home"))
+    config = write_config(tmp_path, model=str(tiny_model_dir))
+    result = run_ft(capsys, "submit", str(config), "--backend", "local", "--detach",
+                    "--set", "training.max_steps=5000", "--set", "output.run_name=stoppable")
+    assert result.code == 0, result.err
+    from ft.jobs.store import JobStore
+
+    store = JobStore()
+    wait_for(store, "stoppable", lambda record: "step " in log_text(record) or ended(record), timeout_s=300)
+    started = time.monotonic()
+    canceled = run_ft(capsys, "jobs", "cancel", "stoppable")
+    assert canceled.code == 0, canceled.err
+    assert time.monotonic() - started < 60
+    record = store.get("stoppable")
+    assert record.stage == "CANCELED", log_text(record)[-2000:]
+    assert record.exit_code == 143
+    assert "job stoppable: CANCELED" in canceled.out
+    assert list((tmp_path / "runs" / "stoppable" / "checkpoints").glob("checkpoint-*")), "a checkpoint to resume from"
+    waited = run_ft(capsys, "jobs", "wait", "stoppable")
+    assert waited.code == 1
+    assert "--resume" in waited.err
