@@ -286,7 +286,8 @@ def run_lines(report: dict) -> list[str]:
     for run in report["runs"]:
         name = f"{run['arm']}-{run['repeat']}"
         if "error" in run:
-            lines.append(f"| {name} | failed: {run['error'].replace('|', '\\|')} | | | | | | | |")
+            error = run["error"].replace("|", "\\|")  # a bar would end the Markdown table cell
+            lines.append(f"| {name} | failed: {error} | | | | | | | |")
             continue
         lines.append(f"| {name} | {run['trained_tokens_per_s']:,.1f} | {run['train_time_s']:.1f} | "
                      f"{run['time_to_first_step_s']:.1f} | {run['launch_to_first_step_s']} | "

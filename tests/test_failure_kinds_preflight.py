@@ -139,8 +139,6 @@ def test_device_info_on_fake_t4(monkeypatch):
     assert doctor.device_info() == T4
 
 
-@pytest.mark.xfail(strict=True, reason="choose_dtype calls torch.cuda.is_bf16_supported() with its default "
-                   "including_emulation=True, which is True on a T4")
 def test_choose_dtype_on_t4_rejects_bfloat16(monkeypatch):
     fake_t4(monkeypatch)
     assert ft.model.choose_dtype("auto") == torch.float32
@@ -148,7 +146,6 @@ def test_choose_dtype_on_t4_rejects_bfloat16(monkeypatch):
         ft.model.choose_dtype("bfloat16")
 
 
-@pytest.mark.xfail(strict=True, reason="ft train does not run doctor.cheap_checks before loading the model yet")
 def test_train_rejects_bfloat16_on_t4(tmp_path, tiny_model_dir, monkeypatch, capsys):
     def no_weights(*args, **kwargs):
         raise AssertionError("the weights loaded before the precision was checked")

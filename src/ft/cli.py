@@ -18,7 +18,9 @@ from ft.errors import FtError
 
 # Commands whose module defines `add_arguments(parser)` and `run(args) -> int`. The modules must import neither
 # torch nor transformers at the top: the parser is built on every `ft` call.
-PLUGGED_COMMANDS: list[tuple[str, str, str]] = []
+PLUGGED_COMMANDS: list[tuple[str, str, str]] = [
+    ("doctor", "ft.doctor", "check the libraries, device, disk, Hub token, and a config's model and data"),
+]
 
 
 def add_set(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ft.errors import FtError
 
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop", "adamw_bnb_8bit",
+              "paged_adamw_8bit", "paged_adamw_32bit", "lion_32bit", "lion_8bit")
+ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+REPORTERS = ("none", "all", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "neptune", "clearml", "dvclive")
+MAX_ECHO = 80  # characters of a user's value or key repeated in an error message
 TOOL_CALL_STYLES = ("auto", "template", "smollm2", "hermes", "guide", "llama", "mistral", "pythonic")
 
 
@@ -34,7 +41,8 @@ class ModelSection(Section):
     tool_call_style: Literal[TOOL_CALL_STYLES] = Field(  # type: ignore[valid-type]
         "auto", description="How assistant tool calls are written in the trained text. `auto`: the model's template "
         "when it renders `tool_calls`, else the family's documented style. `template` insists on the template.")
-    attn_implementation: str = Field("sdpa", description="Attention kernel passed to transformers (`sdpa`, `eager`, `flash_attention_2`).")
+    attn_implementation: Literal[ATTENTION_KERNELS] = Field(  # type: ignore[valid-type]
+        "sdpa", description="Attention kernel passed to transformers (`sdpa`, `eager`, `flash_attention_2`).")
 
 
 class SourceSection(Section):
@@ -82,11 +90,13 @@ class TrainingSection(Section):
     batch_size: int = Field(8, ge=1, description="Rows per micro-batch on each device.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
-    lr_scheduler: str = Field("cosine", description="transformers scheduler name (`cosine`, `linear`, `constant_with_warmup`, ...).")
+    lr_scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "cosine", description="transformers scheduler name (`cosine`, `linear`, `constant_with_warmup`, ...).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of the steps spent warming up the learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    optimizer: str = Field("adamw_torch", description="transformers optimizer name.")
+    optimizer: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
+        "adamw_torch", description="transformers optimizer name.")
     seed: int = Field(42, description="Seed for data order, LoRA initialisation and dropout.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
     log_every_steps: int = Field(1, ge=1, description="Optimizer steps between log lines and `metrics.jsonl` rows.")
@@ -94,7 +104,8 @@ class TrainingSection(Section):
     save_every_steps: int | None = Field(None, ge=1, description="Optimizer steps between checkpoints (default: none; a stop by SIGTERM still writes one).")
     save_every_minutes: float | None = Field(None, gt=0, description="Minutes between checkpoints, as well as or instead of save_every_steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
-    report_to: Union[str, list[str]] = Field("none", description="Trainer integrations: `none`, `tensorboard`, `wandb`, `trackio`.")
+    report_to: Union[Literal[REPORTERS], list[Literal[REPORTERS]]] = Field(  # type: ignore[valid-type]
+        "none", description="Trainer integrations: `none`, `tensorboard`, `wandb`, `trackio`.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
 
 
@@ -257,7 +268,8 @@ def line_label(lines: dict[str, int], key: str) -> str:
 def format_problems(path: Path, err: ValidationError, lines: dict[str, int], sources: dict[str, str]) -> str:
     problems = []
     for item in err.errors():
-        loc = [str(part) for part in item["loc"] if not str(part).startswith(("function-", "list[", "str"))]
+        loc = [shorten(str(part)) for part in item["loc"]
+               if not str(part).startswith(("function-", "list[", "str", "literal["))]
         key = ".".join(loc)
         origin = " (from --set)" if sources.get(key) == "override" else ""
         problems.append(f"  {line_label(lines, key)}{key}: {explain(item, loc)}{origin}")
@@ -275,8 +287,12 @@ def explain(item: dict, loc: list[str]) -> str:
     if kind == "missing":
         return f"required key is missing. {field_doc(loc)}"
     given = item.get("input")
-    shown = repr(given) if not isinstance(given, dict) else "a mapping"
-    return f"{item['msg'].rstrip('.')}, got {shown}. {field_doc(loc)}"
+    shown = shorten(repr(given)) if not isinstance(given, dict) else "a mapping"
+    return f"{shorten(item['msg'], 300).rstrip('.')}, got {shown}. {field_doc(loc)}"
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def section_model(loc: list[str]) -> type[BaseModel] | None:

@@ -181,7 +181,12 @@ def read_model_config(source: ModelSource):
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     if source.origin == "hub" and source.revision:
         kwargs["revision"] = source.revision
-    return AutoConfig.from_pretrained(source.load_id, **kwargs)
+    try:
+        return AutoConfig.from_pretrained(source.load_id, **kwargs)
+    except (OSError, ValueError, KeyError) as err:  # broken config.json, unknown model_type, a file that is not GGUF
+        message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise FtError(f"model.name: cannot read the model config of {source.name!r} ({message}). "
+                      "Check that it is a complete transformers model folder or a valid .gguf file.") from None
 
 
 def linear_module_names(model_config) -> set[str]:
@@ -212,19 +217,41 @@ def choose_dtype(precision: str):
     import torch
 
     cuda = torch.cuda.is_available()
+    # including_emulation=False: a T4 "supports" bfloat16 only by emulation, far slower than float32.
+    bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
     if precision == "auto":
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    if precision == "bfloat16" and cuda and not torch.cuda.is_bf16_supported():
+        return torch.bfloat16 if bf16 else torch.float32
+    if precision == "bfloat16" and cuda and not bf16:
         raise FtError(f"model.precision: this GPU ({torch.cuda.get_device_name()}) has no bfloat16; use `auto` or `float16`.")
     if precision == "float16" and not cuda:
         raise FtError("model.precision: float16 training needs a CUDA GPU; use `auto` or `float32` on the CPU.")
     return getattr(torch, precision)
 
 
-def load_model(source: ModelSource, dtype, attn_implementation: str):
+def quantization_config(method: str, dtype):
+    """Return the 4-bit config for QLoRA; raise FtError where it cannot run (it needs CUDA and bitsandbytes)."""
+    import importlib.util
+
+    import torch
+
+    if method != "qlora":
+        return None
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise FtError("training.method: qlora needs a CUDA GPU and the bitsandbytes package "
+                      "(`uv pip install bitsandbytes`); use `lora` on this machine.")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def load_model(source: ModelSource, dtype, attn_implementation: str, method: str = "lora"):
     from transformers import AutoModelForCausalLM
 
     kwargs = {"dtype": dtype, "attn_implementation": attn_implementation}
+    quantization = quantization_config(method, dtype)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
     if source.origin == "hub" and source.revision:
         kwargs["revision"] = source.revision
     if source.gguf_file:
@@ -235,6 +262,10 @@ def load_model(source: ModelSource, dtype, attn_implementation: str):
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model
 
 

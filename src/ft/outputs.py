@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ft.errors import FtError
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,12 +57,18 @@ def staging_folder(target: Path) -> Path:
 def new_run_dir(output_dir: str, run_name: str | None, config_path: Path) -> Path:
     """Create the run folder `output.dir/run_name` (default: config stem plus a timestamp); never reuse one."""
     name = run_name or f"{config_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(output_dir) / name
+    root = Path(output_dir)
+    if root.exists() and not root.is_dir():
+        raise FtError(f"output.dir: {output_dir} is a file, not a folder. Point output.dir at a folder.")
+    run_dir = root / name
     suffix = 1
     while run_dir.exists():
         suffix += 1
         run_dir = Path(output_dir) / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as err:
+        raise FtError(f"output.dir: cannot create {run_dir} ({err.strerror}). Choose a writable folder.") from None
     return run_dir
 
 

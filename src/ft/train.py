@@ -83,8 +83,11 @@ def describe_data(prepared: Prepared, max_length: int) -> str:
 
 def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
     """Run `ft train`; return the run folder."""
+    from ft.doctor import cheap_checks, raise_on_failure
+
     cfg = loaded.config
     print(f"ft train {loaded.path}\nresolved config (origin in brackets):\n{loaded.describe()}", flush=True)
+    raise_on_failure(cheap_checks(loaded))
     prepared = prepare_run(loaded)
     print(describe_data(prepared, cfg.data.max_length), flush=True)
     if prepared.source.origin == "gguf-converted":
@@ -129,7 +132,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     started = time.perf_counter()
-    model = load_model(prepared.source, dtype, cfg.model.attn_implementation)
+    model = load_model(prepared.source, dtype, cfg.model.attn_implementation, cfg.training.method)
     # The LoRA matrices are drawn from the global RNG before the Trainer seeds it: seed here for repeatable runs.
     set_seed(cfg.training.seed)
     if cfg.training.method != "full":

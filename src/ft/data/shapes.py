@@ -333,6 +333,8 @@ def parse_tools(value) -> list[dict] | None:
 def parse_json_field(text: str, what: str):
     try:
         return json.loads(text)
+    except RecursionError:
+        raise RowError(f"{what}: JSON nested too deeply to read") from None
     except json.JSONDecodeError as err:
         raise RowError(f"{what}: invalid JSON ({err.msg} at character {err.pos}): {text[:60]!r}") from None
 

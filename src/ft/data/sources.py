@@ -93,6 +93,9 @@ def read_jsonl(path: Path, text: str) -> list[RawRow]:
         except json.JSONDecodeError as err:
             bad.append(f"line {number}: invalid JSON ({err.msg} at column {err.colno})")
             continue
+        except RecursionError:
+            bad.append(f"line {number}: JSON nested too deeply to read")
+            continue
         if not isinstance(value, dict):
             bad.append(f"line {number}: expected a JSON object, got {type(value).__name__}")
             continue

@@ -60,7 +60,9 @@ class Runner:
     def watch(self, deadline: float | None) -> None:
         """Forward a cancel request or the timeout to the child, and kill it when the grace period is over."""
         if self.stop_requested_at is None and self.store.get(self.job_id).cancel_requested:
-            self.request_stop()
+            # `ft jobs cancel` has sent SIGTERM to the training's process group itself. A second SIGTERM would tell
+            # the training to stop without its checkpoint, so only the grace period starts here.
+            self.stop_requested_at = time.monotonic()
         if self.stop_requested_at is None and deadline is not None and time.monotonic() > deadline:
             self.timed_out = True
             print(f"ft job {self.job_id}: timeout reached; stopping the training", flush=True)
