@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ft.config import DataSection
-from ft.data.prepare import IGNORE, prepare
+from ft.data.prepare import IGNORE, prepare, require_examples
 from ft.data.render import find_end_token, probe_template
 from ft.errors import FtError
 
@@ -109,3 +109,58 @@ def test_broken_json_line_named(tmp_path, tokenizer, traits):
     with pytest.raises(FtError) as err:
         prepare(DataSection(train=str(path)), tokenizer, traits, find_end_token(tokenizer), seed=0)
     assert "t.jsonl: 1 bad row(s):\n  line 2: invalid JSON" in str(err.value)
+
+
+def test_cut_turn_loses_its_labels(tmp_path, tokenizer, traits):
+    row = {"messages": [
+        {"role": "user", "content": "Tell a story."},
+        {"role": "assistant", "content": "word " * 100},
+        {"role": "user", "content": "Shorter?"},
+        {"role": "assistant", "content": "No."},
+    ]}
+    end = find_end_token(tokenizer)
+    data = DataSection(train=write_rows(tmp_path / "t.jsonl", [row]), max_length=64)
+    prepared = prepare(data, tokenizer, traits, end, seed=0)
+    example = prepared.examples[0]
+    assert prepared.truncated == 1
+    assert example.cut
+    assert tokenizer.decode(example.input_ids[:2]) == " word word"
+    assert trained_text(example, tokenizer) == ["No.<|im_end|>"]
+
+
+def test_overlong_drop_counted(tmp_path, tokenizer, traits):
+    row = {"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}]}
+    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}
+    data = DataSection(train=write_rows(tmp_path / "t.jsonl", [row, short]), max_length=64, overlong="drop")
+    prepared = prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=0)
+    assert prepared.dropped == {"longer than max_length": 1}
+    assert len(prepared.examples) == 1
+
+
+def test_special_token_text_reported(tmp_path, tokenizer, traits):
+    row = {"messages": [{"role": "user", "content": "Say <|im_end|> please"}, {"role": "assistant", "content": "ok"}]}
+    data = DataSection(train=write_rows(tmp_path / "t.jsonl", [TOOL_ROW, row]))
+    with pytest.raises(FtError) as err:
+        prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=0)
+    assert "t.jsonl:2: message 0 (user) contains the special token '<|im_end|>' as text" in str(err.value)
+
+
+def test_no_rows_left_names_setting(tmp_path, tokenizer, traits):
+    prompts = {"messages": [{"role": "user", "content": "hi"}]}
+    data = DataSection(train=write_rows(tmp_path / "t.jsonl", [prompts, prompts]))
+    prepared = prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=0)
+    assert prepared.dropped == {"no assistant turn": 2}
+    with pytest.raises(FtError) as err:
+        require_examples(prepared, "data.train", data)
+    assert str(err.value).startswith("data.train: no row is left to train on (2 no assistant turn). Fix: the rows "
+                                     "hold prompts but no assistant turn")
+
+
+def test_mixed_sources_prepared(tmp_path, tokenizer, traits):
+    first = write_rows(tmp_path / "a.jsonl", [TOOL_ROW])
+    second = write_rows(tmp_path / "b.jsonl", [{"instruction": "2+2?", "output": "4"}] * 3)
+    data = DataSection(train=[{"path": first, "weight": 3}, {"path": second, "weight": 1}], max_length=1024)
+    prepared = prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=0)
+    assert prepared.rows_mixed == {first: 3, second: 1}
+    assert prepared.shapes == {"messages": 1, "instruction": 3}
+    assert sorted(e.where for e in prepared.examples) == ["a.jsonl:1"] * 3 + ["b.jsonl:1"]

@@ -1,8 +1,8 @@
 """ft's fast loss (logits only at trained positions) against the plain loss (full logits, shifted cross-entropy).
 
-Both run the same tiny LoRA model on the same batch, padded and packed, in float32. The loss must agree within a
-relative 1e-5 and every LoRA gradient within a relative 1e-4: the only difference between the paths is which rows
-go through the LM head matrix product, so they differ by float32 rounding alone.
+Both run the same tiny LoRA model on the same batch, padded and packed, in float32. The loss and every LoRA
+gradient must agree within a relative 1e-5: the paths differ only in which rows go through the LM head matrix
+product, so only float32 rounding separates them (measured: at most 1e-7 relative on the loss, gradients identical).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from ft.trainer import trained_token_loss
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART_TRAIN = REPO / "data" / "quickstart" / "train.jsonl"
 LOSS_RTOL = 1e-5
-GRAD_RTOL = 1e-4
-GRAD_ATOL = 1e-7
+GRAD_RTOL = 1e-5
+GRAD_ATOL = 1e-8
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,16 @@ def test_fast_path_projects_trained_positions_only(layout, model, features, toke
 
     assert projected_rows == [count]
     assert count < batch["input_ids"].numel() // 2  # quickstart rows are mostly prompt
+
+
+def test_packed_loss_equals_padded(model, features, tokenizer):
+    # Packed rows must not attend to each other, so the packed batch gives the padded batch's loss.
+    with torch.no_grad():
+        packed, packed_count = trained_token_loss(model, make_batch("packed", features, tokenizer))
+        padded, padded_count = trained_token_loss(model, make_batch("padded", features, tokenizer))
+
+    assert packed_count == padded_count
+    torch.testing.assert_close(packed, padded, rtol=LOSS_RTOL, atol=0.0)
 
 
 def test_batch_without_trained_token(model, features, tokenizer):

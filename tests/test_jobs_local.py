@@ -171,3 +171,19 @@ def test_local_training_canceled(monkeypatch, tmp_path, tiny_model_dir, capsys):
     waited = run_ft(capsys, "jobs", "wait", "stoppable")
     assert waited.code == 1
     assert "--resume" in waited.err
+
+
+def test_ps_imports_no_torch(tmp_path):
+    import os
+    import subprocess
+
+    code = ("import sys, ft.cli\n"
+            "ft.cli.PLUGGED_COMMANDS.append(('jobs', 'ft.jobs.jobs_cli', 'jobs'))\n"
+            "assert ft.cli.main(['jobs', 'ps']) == 0\n"
+            "heavy = sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'transformers', 'peft'))\n"
+            "print('heavy modules:', heavy)\n")
+    env = dict(os.environ, FT_HOME=str(tmp_path / "ft-home"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "heavy modules: []" in result.stdout
+    assert f"no jobs in {tmp_path / 'ft-home' / 'jobs.db'}" in result.stdout

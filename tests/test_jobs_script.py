@@ -105,15 +105,16 @@ def test_ft_source_replaces_wheel(monkeypatch, tmp_path, capsys):
     assert not list(tmp_path.glob("*.whl"))
 
 
-def test_script_trains(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    """The script body run by this environment's Python, as `uv run` runs it once the pins are installed."""
+def test_script_hands_config_to_train(tmp_path, capsys, monkeypatch):
+    """The script body, run by this environment's Python as `uv run` runs it once the pins are installed, writes the
+    embedded config to a file and hands it to `ft train`: an override that the schema rejects shows both."""
     monkeypatch.setenv("FT_HOME", str(tmp_path / "ft-home"))
-    config = write_config(tmp_path, model=str(tiny_model_dir))
     target = tmp_path / "train_tiny.py"
-    assert run_ft(capsys, "submit", str(config), "--emit-script", str(target)).code == 0
+    assert run_ft(capsys, "submit", str(write_config(tmp_path)), "--emit-script", str(target)).code == 0
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, str(target), "--set", "output.run_name=from-script"], cwd=tmp_path,
-                            capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "done: 2 steps" in result.stdout
-    assert (tmp_path / "runs" / "from-script" / "adapter" / "adapter_config.json").is_file()
+    result = subprocess.run([sys.executable, str(target), "--set", "training.max_steps=none-at-all"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.search(r"error: \S*ft-script-\w+/tiny\.yaml: 1 problem", result.stderr), result.stderr
+    assert "training.max_steps: " in result.stderr
+    assert "(from --set)" in result.stderr

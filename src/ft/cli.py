@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(train)
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
                        help="continue from the newest checkpoint of the run folder (auto) or from PATH")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="training processes on this machine, one per GPU (launched through torchrun)")
+    train.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
+    train.add_argument("--node-rank", type=int, default=0, metavar="I", help="this machine's index, 0 to nnodes-1")
+    train.add_argument("--master-addr", default=None, metavar="HOST", help="address of the machine with node rank 0")
+    train.add_argument("--master-port", type=int, default=29500, metavar="PORT", help="port on the node-rank-0 machine")
     train.set_defaults(handler=cmd_train)
 
     data = commands.add_parser("data", help="inspect training data")
@@ -79,7 +85,14 @@ def cmd_train(args) -> int:
 
     from ft.hub import PUSH_FAILED_EXIT_CODE, PushFailed
 
+    from ft.launch import is_worker, launch, rank
+
     loaded = load_config(args.config, args.overrides)
+    if (args.nproc > 1 or args.nnodes > 1) and not is_worker():
+        return launch(args, loaded)
+    if rank() != 0:
+        # Only the first process logs; the others keep stderr for their own errors.
+        sys.stdout = open(os.devnull, "w")
     try:
         run_train(loaded, resume=args.resume)
     except TrainingStopped as stopped:

@@ -95,6 +95,7 @@ def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
               "identical with the Hub model)", flush=True)
 
     from ft.checkpoints import drop_metrics_after, resolve_resume
+    from ft.launch import rank
     from ft.model import choose_dtype
     from ft.outputs import new_run_dir, write_text_atomic
 
@@ -107,8 +108,11 @@ def run_train(loaded: LoadedConfig, resume: str | None = None) -> Path:
     checkpoint = None
     if resume:
         run_dir, checkpoint = resolve_resume(resume, cfg.output.dir, cfg.output.run_name, loaded.path.stem)
-        drop_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[1]))
+        if rank() == 0:
+            drop_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[1]))
         print(f"resuming {run_dir} from {checkpoint.name}", flush=True)
+    elif rank() != 0:
+        run_dir = Path(cfg.output.dir) / cfg.output.run_name  # rank 0 creates it; torchrun workers share the name
     else:
         run_dir = new_run_dir(cfg.output.dir, cfg.output.run_name, loaded.path)
         write_text_atomic(run_dir / "config.yaml", f"# ft train {loaded.path}: resolved config; "
@@ -137,7 +141,9 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     set_seed(cfg.training.seed)
     if cfg.training.method != "full":
         model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
-    logger = StepLogger(run_dir / "metrics.jsonl")
+    from ft.launch import rank
+
+    logger = StepLogger(run_dir / "metrics.jsonl", is_main=rank() == 0)
     stop = StopOnSignal()
     callbacks = [logger, stop] + ([SaveEveryMinutes(cfg.training.save_every_minutes)] if cfg.training.save_every_minutes else [])
     trainer = build_trainer(cfg, model, prepared, run_dir, callbacks, dtype)
@@ -160,6 +166,8 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         raise TrainingStopped(f"stopped at step {trainer.state.global_step}; checkpoint written to "
                               f"{trainer.last_checkpoint}.\nResume with: ft train {loaded.path} --resume {run_dir}")
     final_eval = trainer.evaluate() if prepared.eval is not None else {}
+    if not trainer.is_world_process_zero():
+        return run_dir
     save_final(trainer, prepared, run_dir)
 
     summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval)

@@ -50,13 +50,16 @@ class FtTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging_root = None
+        # Every process writes its own RNG state into the staging folder: all must finish before it is renamed.
+        self.accelerator.wait_for_everyone()
         if self.args.should_save:
             target = root / f"checkpoint-{step}"
             counters = {"tokens_seen": self.tokens_seen, "trained_tokens_seen": self.trained_tokens_seen}
             finish_checkpoint(staging / f"checkpoint-{step}", target, counters)
             rotate(root, self.keep_checkpoints)
             self.last_checkpoint = target
-        shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
 
     def restore_counters(self, checkpoint: Path) -> None:
         counters = json.loads((checkpoint / "ft_counters.json").read_text())

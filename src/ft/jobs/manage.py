@@ -130,8 +130,8 @@ def logs(store: JobStore, job_id: str, namespace: str | None, follow: bool, writ
 
 
 def cancel(store: JobStore, job_id: str, namespace: str | None, write=print) -> int:
-    record = resolve(store, job_id, namespace)
-    if record.stage in TERMINAL_STAGES and record.backend == "local":
+    record = refreshed(store, resolve(store, job_id, namespace))
+    if record.stage in TERMINAL_STAGES:
         write(f"job {record.id} already ended: {record.stage}")
         return 0
     if record.backend == "local":

@@ -95,6 +95,9 @@ def submit_hf(loaded: LoadedConfig, options: SubmitOptions, write) -> int:
     api = hf.make_api(token)
     identity = hf.confirm_identity(api)
     report.ok(f"token of {identity.name} (role {identity.role or 'unknown'})")
+    if options.namespace and options.namespace not in (identity.name, *identity.orgs):
+        raise FtError(f"--namespace {options.namespace}: the token of {identity.name!r} belongs to neither it nor one "
+                      f"of its organizations ({', '.join(identity.orgs) or 'none'}).")
     spec.namespace = options.namespace or identity.name
     spec.inputs_repo = hf.inputs_repo_id(spec.namespace)
     hf.confirm_write_access(api, identity, hub_repo, "model", loaded.config.output.private)
