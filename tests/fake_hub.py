@@ -45,7 +45,7 @@ class JobScript:
     final_stage: str = "COMPLETED"
     final_message: str | None = None
     drop_first_stream_after: int | None = None  # lines sent before the first log stream is cut
-    inspections_to_finish: int = 2  # inspections after which the job ends, when nobody streams its logs
+    inspections_to_finish: int = 2  # inspections after which the job ends, when no client streams its logs
 
 
 @dataclass
@@ -138,7 +138,10 @@ class HubHandler(BaseHTTPRequestHandler):
         return self.state.tokens.get(token)
 
     def send(self, status: int, payload=None, headers: dict | None = None, body: bytes | None = None) -> None:
-        data = body if body is not None else json.dumps(payload if payload is not None else {}).encode()
+        if body is not None:
+            data = body
+        else:
+            data = json.dumps({} if payload is None else payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json" if body is None else "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))
@@ -392,13 +395,13 @@ FLAVOR_FACTS = {
 
 
 def install_planner(monkeypatch, time_s: float = 600.0, peak_memory_gb: float = 3.0) -> list:
-    """Make `ft.plan.estimate_for_flavor` return fixed estimates; return the list of flavors it was asked about.
+    """Make `ft.plan.estimate_for_flavor` return fixed estimates; return the flavors it was called with.
 
     The real `ft.plan.FLAVORS` is kept when the planner is installed; without it, a stand-in module takes its place.
     """
     import sys
 
-    asked: list[str] = []
+    requested: list[str] = []
     try:
         import ft.plan as plan
     except ImportError:
@@ -410,7 +413,7 @@ def install_planner(monkeypatch, time_s: float = 600.0, peak_memory_gb: float = 
         monkeypatch.setitem(sys.modules, "ft.plan", plan)
 
     def estimate_for_flavor(loaded, flavor):
-        asked.append(flavor)
+        requested.append(flavor)
         info = plan.FLAVORS[flavor]
         price = info.price_per_hour_usd
         return types.SimpleNamespace(flavor=flavor, fits=True, peak_memory_gb=peak_memory_gb, time_s=time_s,
@@ -418,7 +421,7 @@ def install_planner(monkeypatch, time_s: float = 600.0, peak_memory_gb: float = 
                                      supports_bf16=info.supports_bf16)
 
     monkeypatch.setattr(plan, "estimate_for_flavor", estimate_for_flavor, raising=False)
-    return asked
+    return requested
 
 
 # ---- tiny config and in-process CLI -----------------------------------------------------------------------------------

@@ -104,7 +104,9 @@ def test_job_runs_to_completion(hub, config, tmp_path, capsys):
     listing = run_ft(capsys, "jobs", "ps")
     assert listing.code == 0
     row = next(line for line in listing.out.splitlines() if line.startswith(job.id))
-    assert "hf" in row and "COMPLETED" in row and "a10g-small" in row
+    assert "hf" in row
+    assert "COMPLETED" in row
+    assert "a10g-small" in row
     assert_no_token(hub, tmp_path, result.out, result.err, listing.out)
 
 
@@ -260,12 +262,6 @@ RUN_FILES = {
     "adapter/adapter_config.json": b"{}", "adapter/adapter_model.safetensors": b"weights",
     "adapter/ft_model.json": b"{}", "checkpoints/checkpoint-2/adapter_model.safetensors": b"ckpt",
 }
-
-
-def stored_record(run_name: str):
-    from ft.jobs.store import JobStore
-
-    return JobStore().all()[0]
 
 
 @pytest.mark.parametrize("layout", ["run-folder", "adapter-at-top"])

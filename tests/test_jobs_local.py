@@ -1,5 +1,5 @@
-"""The local backend: a detached runner that records stages, exit codes, cancel and timeout; then a tiny training
-submitted, followed, listed and pulled through the CLI, and one canceled mid-run.
+"""The local backend. The detached runner records stages, exit codes, cancel and timeout. A tiny training is then
+submitted, followed, listed and pulled through the CLI, and another one is canceled mid-run.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ def test_local_job_end_to_end(monkeypatch, tmp_path, tiny_model_dir, capsys):
 
     listing = run_ft(capsys, "jobs", "ps")
     row = next(line for line in listing.out.splitlines() if line.startswith(job_id))
-    assert "local" in row and "COMPLETED" in row
+    assert "local" in row
+    assert "COMPLETED" in row
 
     assert run_ft(capsys, "jobs", "wait", job_id).code == 0
     pulled = run_ft(capsys, "jobs", "pull", job_id)

@@ -107,6 +107,9 @@ class TrainingSection(Section):
     report_to: Union[Literal[REPORTERS], list[Literal[REPORTERS]]] = Field(  # type: ignore[valid-type]
         "none", description="Trainer integrations: `none`, `tensorboard`, `wandb`, `trackio`.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+    fsdp: Literal["off", "full_shard", "shard_grad_op"] = Field(
+        "off", description="Shard the model over the processes of `ft train --nproc N` (FSDP) for models that do not "
+        "fit one device; `off` is plain data parallel.")
 
 
 class OutputSection(Section):

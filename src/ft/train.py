@@ -221,6 +221,8 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list
         dataloader_num_workers=0,
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        # NOTE: FSDP goes through the Trainer's own accelerate integration; ft's tests run it on no GPU machine.
+        fsdp=f"{t.fsdp} auto_wrap" if t.fsdp != "off" else "",
     )
     collator = PackedCollator() if cfg.data.packing else PaddedCollator(prepared.tokenizer.pad_token_id)
     trainer = FtTrainer(

@@ -1,9 +1,12 @@
 """`ft submit` and `ft jobs`: run a config as a Hugging Face Job or as a local background job, then follow it.
 
-Modules: `store` (job records in SQLite), `spec` (the job's config, files, command and labels), `pins` (locked
-dependency versions and the ft wheel), `hardware` (flavor, precision and timeout from the planner), `checks`
-(everything verified before a job is submitted), `hf` and `local` (the two backends), `local_runner` (the detached
-process that runs a local job), `script` (a self-contained uv script), `cli` (both commands).
+Modules:
+- `store`: job records in SQLite.
+- `spec`: the job's config, files, command and labels; `pins`: locked dependency versions and the ft wheel.
+- `hardware`: flavor, precision and timeout from the planner; `checks`: what is verified before a job is submitted.
+- `submit`: the `ft submit` flow; `manage`: the `ft jobs` subcommands.
+- `hf` and `local`: the two backends; `local_runner`: the detached process that runs a local job.
+- `script`: the self-contained uv script; `cli`: the arguments of both commands.
 """
 
 from ft.errors import FtError

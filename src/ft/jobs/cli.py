@@ -13,10 +13,10 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("hf", "local"), default="hf",
                         help="hf (default): a Hugging Face Job; local: a background process on this machine")
     parser.add_argument("--timeout", default="auto", metavar="auto|DURATION",
-                        help="longest run time: seconds or a number with unit s/m/h/d (90m, 1.5h); `auto` (default): "
+                        help="maximum run time: seconds or a number with unit s/m/h/d (90m, 1.5h); `auto` (default): "
                              "the estimated training time x1.5 plus 10 minutes (hf); no limit (local)")
     parser.add_argument("--namespace", default=None, metavar="NAME",
-                        help="user or organization that runs the job and holds its inputs repo (default: the "
+                        help="user or organization that runs the job and owns its inputs repo (default: the "
                              "token's user)")
     parser.add_argument("--detach", action="store_true",
                         help="return once the job is submitted instead of following its log to the end")

@@ -158,7 +158,7 @@ def start_job(api, spec: JobSpec, token: str):
                            namespace=spec.namespace)
     except HfHubHTTPError as err:
         hint = " Jobs need a Pro account or a paid organization." if status_code(err) in (402, 403) else ""
-        raise JobFailed(f"the Hub refused the job ({err}).{hint}") from None
+        raise JobFailed(f"the Hub rejected the job ({err}).{hint}") from None
 
 
 def record_from_info(info, spec: JobSpec, config_path: str) -> JobRecord:

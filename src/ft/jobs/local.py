@@ -28,10 +28,10 @@ def new_job_id(store: JobStore, loaded: LoadedConfig) -> str:
     """Return an id that is also a free run folder name: `output.run_name`, else config stem plus a timestamp."""
     cfg = loaded.config
     base = cfg.output.run_name or f"{loaded.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    taken = store.ids()
+    used_ids = store.ids()
     output_dir = Path(cfg.output.dir).expanduser()
     candidate, suffix = base, 1
-    while candidate in taken or (output_dir / candidate).exists() or job_folder(candidate).exists():
+    while candidate in used_ids or (output_dir / candidate).exists() or job_folder(candidate).exists():
         suffix += 1
         candidate = f"{base}-{suffix}"
     return candidate

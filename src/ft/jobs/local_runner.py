@@ -1,9 +1,10 @@
 """The detached process of a local job: `python -m ft.jobs.local_runner JOB_ID`.
 
 It runs the job's training command as a child in its own process group, records RUNNING, waits, and records the exit
-code and the final stage. SIGTERM to this process, or a cancel request, is forwarded to the training process group;
-training then finishes its step, writes a checkpoint and exits with 143, and the job ends CANCELED. A training that
-does not stop within the grace period is killed. The optional timeout stops the job the same way and ends it ERROR.
+code and the final stage. A SIGTERM to this process is forwarded to the training's process group, and
+`ft jobs cancel` signals that group itself. Training then finishes its step, writes a checkpoint and exits with 143,
+so the job ends CANCELED. A training that does not stop within the grace period is killed. The optional timeout stops
+the job the same way and ends it ERROR.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`ft jobs ps | inspect | logs | cancel | wait | pull` for both backends, from the local job database.
 
-`ps` reads only the database (and asks the Hub about jobs still active when it can), so it works offline. The other
+`ps` reads the database, and queries the Hub only for jobs still active when it can, so it works offline. The other
 commands resolve the job id (a unique prefix is enough); a Hub job id this machine did not submit is looked up on
 the Hub directly.
 """

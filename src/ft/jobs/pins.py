@@ -33,7 +33,7 @@ class Pin:
 
 
 def project_root() -> Path:
-    """Return the ft source checkout that holds `pyproject.toml` and `uv.lock`. Raise FtError when ft runs from a wheel."""
+    """Return the ft source checkout that contains `pyproject.toml` and `uv.lock`. Raise FtError when ft runs from a wheel."""
     root = Path(__file__).resolve().parents[3]
     if (root / "pyproject.toml").is_file() and (root / "uv.lock").is_file():
         return root

@@ -1,4 +1,4 @@
-"""The job spec: the config as the job sees it, the files it needs, and the image, command and labels it runs with.
+"""The job spec: the config as the job reads it, the files it needs, and the image, command and labels it runs with.
 
 The job gets its files through a volume: ft uploads them to a private dataset repo of the user and the Jobs API
 mounts that folder, at the uploaded commit, read-only at `/ft-inputs`. The command is a fixed argument list

@@ -1,8 +1,8 @@
 """`ft submit`: check everything, then run the config as a Hugging Face Job or as a local background job.
 
 Every check that can fail on the user's input (config, data, flavor, precision, memory, token, write access) runs
-before anything is uploaded or submitted. `--dry-run` runs the checks that need no network, says which it skipped,
-and prints the exact job spec.
+before anything is uploaded or submitted. `--dry-run` runs the checks that need no network, reports which it
+skipped, and prints the exact job spec.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def submit_hf(loaded: LoadedConfig, options: SubmitOptions, write) -> int:
     identity = hf.confirm_identity(api)
     report.ok(f"token of {identity.name} (role {identity.role or 'unknown'})")
     if options.namespace and options.namespace not in (identity.name, *identity.orgs):
-        raise FtError(f"--namespace {options.namespace}: the token of {identity.name!r} belongs to neither it nor one "
-                      f"of its organizations ({', '.join(identity.orgs) or 'none'}).")
+        raise FtError(f"--namespace {options.namespace}: it is neither the token's user {identity.name!r} nor one of "
+                      f"its organizations ({', '.join(identity.orgs) or 'none'}).")
     spec.namespace = options.namespace or identity.name
     spec.inputs_repo = hf.inputs_repo_id(spec.namespace)
     hf.confirm_write_access(api, identity, hub_repo, "model", loaded.config.output.private)
