@@ -8,10 +8,10 @@ Usage: python bench/speed_arms.py {trl,guide} SPEC.json RESULT.json
 
 ft's own arm is not here: the benchmark runs the real `ft train` command for it.
 
-The process writes RESULT.json with its timings, its peak memory, and the counts the parent needs to compute FLOPs:
-positions run through the model (padding included), real tokens, the sum over rows of the squared width attention
-ran over, and the positions where the LM head was computed. It prints FIRST_STEP_MARKER when the first optimizer
-step ends, so that the parent can time the whole start-up from launch.
+The process writes RESULT.json with its timings, its peak memory, and the counts the parent needs to compute FLOPs.
+Those counts are the positions run through the model (padding included), the real tokens, the sum over rows of the
+squared width that attention ran over, and the positions where the LM head was computed. The process prints
+FIRST_STEP_MARKER when the first optimizer step ends, so that the parent can time the whole start-up from launch.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class StepClock(TrainerCallback):
 
 
 class CountingCollator:
-    """Wrap a trainer's own collator and count what each micro-batch makes the model compute; batches pass unchanged.
+    """Wrap a trainer's own collator and count what each micro-batch makes the model compute. Batches pass unchanged.
 
     `lm_head_positions(batch)` returns how many positions the arm's loss projects to the vocabulary.
     """
@@ -127,7 +127,7 @@ def run_trl(spec: dict) -> dict:
     counter = CountingCollator(trainer.data_collator, trl_lm_head_positions)
     trainer.data_collator = counter
     settings = {
-        "gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16, "optim": str(args.optim),
+        "gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16, "optim": optimizer_name(args),
         "packing": args.packing, "padding_free": args.padding_free, "assistant_only_loss": args.assistant_only_loss,
         "completion_only_loss": args.completion_only_loss, "logging_steps": args.logging_steps,
         "model_dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch."),
@@ -165,10 +165,14 @@ def run_guide(spec: dict) -> dict:
     # transformers computes the logits at every position when labels are passed, padding included.
     counter = CountingCollator(trainer.data_collator, lambda batch: batch["input_ids"].numel())
     trainer.data_collator = counter
-    settings = {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16, "optim": str(args.optim),
+    settings = {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16, "optim": optimizer_name(args),
                 "padding": f"max_length ({tokenizer.padding_side} side)", "labels": "input_ids, padding included",
                 "model_dtype": spec["model_dtype"]}
     return train_and_measure(trainer, clock, counter, settings, spec["model_dtype"])
+
+
+def optimizer_name(args) -> str:
+    return getattr(args.optim, "value", str(args.optim))
 
 
 def train_and_measure(trainer, clock, counter: CountingCollator, settings: dict, compute_dtype: str) -> dict:

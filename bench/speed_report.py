@@ -1,6 +1,7 @@
 """FLOP counts, medians, ratios and the Markdown page of the training-speed benchmark (bench/train_speed.py).
 
-Training FLOPs of one run, from the model's shape and what the run computed (docs/benchmarks.md explains each term):
+Training FLOPs of one run come from the model's shape and from what the run computed. docs/benchmarks.md explains
+each term:
   positions x (4 x linear_params + 6 x lora_params)       frozen linear layers: forward and input gradients; LoRA:
                                                           forward, input gradients and weight gradients
   + 12 x layers x attention_width x sum(row width^2)     attention scores and weighted sums, forward and backward,
@@ -99,7 +100,7 @@ def median(arms: dict, arm: str, metric: str) -> float | None:
 
 
 def ratios_to_trl(arms: dict) -> dict:
-    """Each arm's median divided by TRL's median, per metric (above 1: more of it than TRL)."""
+    """Divide each arm's median by TRL's median, per metric (above 1: more of it than TRL)."""
     ratios = {}
     for arm in arms:
         ratios[arm] = {}
@@ -110,7 +111,7 @@ def ratios_to_trl(arms: dict) -> dict:
 
 
 def acceptance_checks(arms: dict, startup: list[dict]) -> list[dict]:
-    """The targets the benchmark exists to check, each with its measured value and whether it is met."""
+    """Compare the measured values with the targets the benchmark exists to check, one row per target."""
     def check(text: str, value, passed) -> dict:
         return {"check": text, "value": value, "passed": passed}
 
@@ -155,7 +156,7 @@ def build_report(args, subset, shape: ModelShape, machine: dict, matmul: dict, r
         "benchmark": "training speed: ft default path vs TRL SFTTrainer defaults vs the original guide's recipe",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "quick": args.quick,
-        "command": "uv run --no-sync python bench/train_speed.py" + (" --quick" if args.quick else ""),
+        "command": args.command_line,
         "machine": machine,
         "settings": {
             "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "data": str(args.data),
@@ -229,13 +230,13 @@ def fmt_load(values) -> str:
 
 def arm_table(report: dict) -> list[str]:
     lines = ["## Results (medians; x TRL in brackets)", "",
-             "| arm | trained tok/s | tok/s | train time s | first step s (from launch) | peak memory GB "
-             "| TFLOP/s | MFU | compute dtype |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| arm | trained tok/s | tok/s | train time s | first step s | launch to first step s "
+             "| peak memory GB | TFLOP/s | MFU | compute dtype |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for arm, summary in report["arms"].items():
         ratios = report["ratio_to_trl"][arm]
         if not summary["runs_ok"]:
-            lines.append(f"| {ARM_TITLES[arm]} | failed | | | | | | | |")
+            lines.append(f"| {ARM_TITLES[arm]} | failed | | | | | | | | |")
             continue
 
         def cell(metric: str, digits: int, with_ratio: bool = True) -> str:
@@ -247,9 +248,9 @@ def arm_table(report: dict) -> list[str]:
                 shown += f" ({ratios[metric]:.2f}x)"
             return shown
 
-        first_step = f"{cell('time_to_first_step_s', 1)} ({cell('launch_to_first_step_s', 1, False)})"
         lines.append(f"| {ARM_TITLES[arm]} | {cell('trained_tokens_per_s', 1)} | {cell('tokens_per_s', 1)} | "
-                     f"{cell('train_time_s', 1)} | {first_step} | {cell('peak_memory_gb', 2)} | "
+                     f"{cell('train_time_s', 1)} | {cell('time_to_first_step_s', 1)} | "
+                     f"{cell('launch_to_first_step_s', 1)} | {cell('peak_memory_gb', 2)} | "
                      f"{cell('achieved_tflops', 3, False)} | {cell('mfu', 3, False)} | {summary['compute_dtype']} |")
     lines += ["", "MFU divides the achieved FLOP/s by the measured matmul rate in the arm's compute dtype. "
               "The guide's recipe trains on every position, padding included; its trained tokens/s counts only "

@@ -41,7 +41,7 @@ class Repo:
 class JobScript:
     """How the next submitted job behaves."""
 
-    logs: list[str] = field(default_factory=lambda: ["installing", "step 1/2 | loss 3.1", "step 2/2 | loss 2.9", "done"])
+    logs: list[str] = field(default_factory=lambda: ["installing", "step 1/2 | loss 3.1", "done"])
     final_stage: str = "COMPLETED"
     final_message: str | None = None
     drop_first_stream_after: int | None = None  # lines sent before the first log stream is cut
@@ -382,7 +382,7 @@ ROUTES = [
 ]
 
 
-# ---- planner stand-in -------------------------------------------------------------------------------------------------
+# ---- planner stand-in ------------------------------------------------------------------------------------------------
 
 # Flavor facts from the Hub pricing page (2026): GPUs, bfloat16 support, USD per hour.
 FLAVOR_FACTS = {
@@ -395,9 +395,10 @@ FLAVOR_FACTS = {
 
 
 def install_planner(monkeypatch, time_s: float = 600.0, peak_memory_gb: float = 3.0) -> list:
-    """Make `ft.plan.estimate_for_flavor` return fixed estimates; return the flavors it was called with.
+    """Make the planner return fixed estimates; return the flavors `estimate_for_flavor` was called with.
 
-    The real `ft.plan.FLAVORS` is kept when the planner is installed; without it, a stand-in module takes its place.
+    Every GPU flavor trains in `time_s`, a CPU flavor 100 times slower. The real `ft.plan.FLAVORS` is kept when the
+    planner is installed; without it, a stand-in module takes its place.
     """
     import sys
 
@@ -412,19 +413,28 @@ def install_planner(monkeypatch, time_s: float = 600.0, peak_memory_gb: float = 
                         for name, (gpus, bf16, price) in FLAVOR_FACTS.items()}
         monkeypatch.setitem(sys.modules, "ft.plan", plan)
 
+    def fixed_estimate(flavor):
+        info = plan.FLAVORS[flavor]
+        seconds = time_s if info.gpus else time_s * 100
+        return types.SimpleNamespace(flavor=flavor, fits=True, blocked=None, peak_memory_gb=peak_memory_gb,
+                                     time_s=seconds, cost_usd=info.price_per_hour_usd * seconds / 3600,
+                                     gpus=info.gpus, supports_bf16=info.supports_bf16)
+
     def estimate_for_flavor(loaded, flavor):
         requested.append(flavor)
-        info = plan.FLAVORS[flavor]
-        price = info.price_per_hour_usd
-        return types.SimpleNamespace(flavor=flavor, fits=True, peak_memory_gb=peak_memory_gb, time_s=time_s,
-                                     cost_usd=price * time_s / 3600, gpus=info.gpus,
-                                     supports_bf16=info.supports_bf16)
+        return fixed_estimate(flavor)
+
+    def plan_run(loaded):
+        estimates = [fixed_estimate(name) for name in plan.FLAVORS]
+        cheapest = min(estimates, key=lambda guess: (guess.cost_usd, guess.time_s)).flavor
+        return types.SimpleNamespace(estimates=estimates, cheapest=cheapest)
 
     monkeypatch.setattr(plan, "estimate_for_flavor", estimate_for_flavor, raising=False)
+    monkeypatch.setattr(plan, "plan_run", plan_run, raising=False)
     return requested
 
 
-# ---- tiny config and in-process CLI -----------------------------------------------------------------------------------
+# ---- tiny config and in-process CLI ----------------------------------------------------------------------------------
 
 ROWS = [
     {"messages": [{"role": "user", "content": f"Remind me in {minutes} minutes to {task}."},

@@ -1,4 +1,4 @@
-"""Row shapes: every common shape becomes OpenAI messages plus tools, and an unknown shape says how to map it."""
+"""Row shapes: every common shape becomes OpenAI messages plus tools, and an unknown shape gets a message on how to map it."""
 
 from __future__ import annotations
 
@@ -187,7 +187,8 @@ def test_unknown_shape_lists_columns_and_mapping():
         convert({"query": "2+2?", "response": "4"})
     message = str(err.value)
     assert message.startswith("unrecognised shape: columns are ['query', 'response']")
-    assert "instruction + output" in message and "prompt + completion" in message
+    assert "instruction + output" in message
+    assert "prompt + completion" in message
     assert "data.columns: {instruction: question, output: answer}" in message
 
 

@@ -218,3 +218,25 @@ def test_shares_add_up():
     assert shares(10, [1, 1, 1]) == [4, 3, 3]
     assert shares(7, [0.5, 2]) == [1, 6]
     assert sum(shares(1001, [0.3, 0.3, 0.4])) == 1001
+
+
+def test_unknown_mapping_field_stops_once(tmp_path):
+    from types import SimpleNamespace
+
+    path = write_jsonl(tmp_path / "a.jsonl", text_rows("a", 3))
+    data = SimpleNamespace(**DataSection(train=str(path)).model_dump(), columns={"answer": "reply"})
+    with pytest.raises(FtError, match="data.columns: unknown field"):
+        load_conversations(source_list(data.train, "train", None), data, 0, None, PreparedData(examples=[]), [])
+
+
+def test_mapping_and_shape_from_config(tmp_path):
+    """data.shape and data.columns, read the way prepare reads the config, rename the standard fields."""
+    from types import SimpleNamespace
+
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "2+2?", "answer": "4"}])
+    data = SimpleNamespace(**DataSection(train=str(path)).model_dump(), shape="instruction",
+                           columns={"instruction": "question", "output": "answer"})
+    result = PreparedData(examples=[])
+    conversations = load_conversations(source_list(data.train, "train", None), data, 0, None, result, [])
+    assert result.shapes == {"instruction": 1}
+    assert conversations[0].messages == [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]

@@ -154,6 +154,11 @@ def test_find_target_of_base_model(varied_model_dir):
     assert default_output_dir(target).name.startswith("eval-")
 
 
+def test_style_override_rejected_for_run(run_dir):
+    with pytest.raises(FtError, match="--tool-call-style: .* is fine-tuned"):
+        run_eval(str(run_dir), str(QUICKSTART_EVAL), tool_call_style="hermes")
+
+
 def test_unfinished_run_rejected(tmp_path):
     (tmp_path / "checkpoints").mkdir()
 

@@ -111,6 +111,16 @@ def scripted(monkeypatch):
     return scripts, prompts_seen
 
 
+@pytest.fixture
+def run_cli(monkeypatch):
+    """Return a function that runs `ft` in-process, with `ft eval` plugged in for this test only."""
+    commands = list(ft.cli.PLUGGED_COMMANDS)
+    if "eval" not in {name for name, _, _ in commands}:
+        commands.append(("eval", "ft.evaluate.cli", "measure tool calling"))
+    monkeypatch.setattr(ft.cli, "PLUGGED_COMMANDS", commands)
+    return ft.cli.main
+
+
 def scripted_rows(index: int, prompt: str) -> Generation:
     return Generation(SCRIPTED_TEXTS[index], 10, SCRIPTED_ENDED[index])
 
@@ -328,16 +338,6 @@ def test_bfcl_without_answers_rejected(run_cli, tiny_model_dir, tmp_path, capsys
 # Input errors through the CLI
 
 
-@pytest.fixture
-def run_cli(monkeypatch):
-    """Return a function that runs `ft` in-process, with `ft eval` plugged in for this test only."""
-    commands = list(ft.cli.PLUGGED_COMMANDS)
-    if "eval" not in {name for name, _, _ in commands}:
-        commands.append(("eval", "ft.evaluate.cli", "measure tool calling"))
-    monkeypatch.setattr(ft.cli, "PLUGGED_COMMANDS", commands)
-    return ft.cli.main
-
-
 def test_missing_data_file_exit_2(run_cli, tiny_model_dir, tmp_path, capsys):
     code = run_cli(["eval", str(tiny_model_dir), "--data", str(tmp_path / "missing.jsonl"),
                     "--out", str(tmp_path / "out")])
@@ -384,6 +384,19 @@ def test_baseline_auto_needs_run(run_cli, tiny_model_dir, capsys):
 
     assert code == 2
     assert "--baseline auto" in capsys.readouterr().err
+
+
+def test_float16_on_cpu_exit_2(run_cli, tiny_model_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("float16 is valid on a CUDA machine")
+
+    code = run_cli(["eval", str(tiny_model_dir), "--data", str(QUICKSTART_EVAL), "--precision", "float16",
+                    "--out", str(tmp_path / "out")])
+
+    assert code == 2
+    assert "--precision float16: float16" in capsys.readouterr().err
 
 
 def test_unreadable_reference_rejected(run_cli, tiny_model_dir, tmp_path, capsys):

@@ -174,7 +174,6 @@ def test_kind6_end_token_in_generation_config(trained_with_separate_eos):
     assert saved["end_token_id"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="ft.train.save_final does not yet set the saved tokenizer's eos_token")
 def test_kind6_end_token_in_saved_tokenizer(trained_with_separate_eos):
     tokenizer_config = json.loads((trained_with_separate_eos / "adapter" / "tokenizer_config.json").read_text())
     assert tokenizer_config["eos_token"] == "<|im_end|>"

@@ -1,7 +1,7 @@
 """ft's fast loss (logits only at trained positions) against the plain loss (full logits, shifted cross-entropy).
 
 Both run the same tiny LoRA model on the same batch, padded and packed, in float32. The loss and every LoRA
-gradient must agree within a relative 1e-5: the paths differ only in which rows go through the LM head matrix
+gradient must agree within a relative 1e-5. The paths differ only in which rows go through the LM head matrix
 product, so only float32 rounding separates them (measured: at most 1e-7 relative on the loss, gradients identical).
 """
 
@@ -33,9 +33,9 @@ def tokenizer(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def features(tokenizer) -> list[dict]:
-    """Three quickstart rows of different lengths, rendered and masked by ft's own data preparation."""
+    """Two quickstart rows of different lengths, rendered and masked by ft's own data preparation."""
     traits = probe_template(tokenizer, "auto", "llama", "HuggingFaceTB/SmolLM2-135M-Instruct")
-    data = DataSection(train=str(QUICKSTART_TRAIN), max_rows=3, max_length=1024)
+    data = DataSection(train=str(QUICKSTART_TRAIN), max_rows=2, max_length=1024)
     prepared = prepare(data, tokenizer, traits, find_end_token(tokenizer), seed=42)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prepared.examples]
     assert len({len(row["input_ids"]) for row in rows}) > 1, "rows of equal length would leave no padding to test"

@@ -7,6 +7,7 @@ job (404), a read-only token, cancel, pull, the `--check` job, and that the toke
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 
 import pytest
@@ -248,6 +249,16 @@ def test_check_job_runs_doctor_first(hub, config, capsys):
     assert train.body["command"] == ["bash", "/ft-inputs/run.sh", "train"]
 
 
+def test_check_job_runs_gpu_settings_on_cpu(hub, config, capsys):
+    result = submit(capsys, config, "--check", "--detach", "--set", "training.method=qlora",
+                    "--set", "model.precision=float16")
+    assert result.code == 0, result.err
+    check, train = hub.jobs.values()
+    assert check.body["command"] == ["bash", "/ft-inputs/run.sh", "doctor", "--set", "model.precision=auto",
+                                      "--set", "training.method=lora"]
+    assert train.body["command"] == ["bash", "/ft-inputs/run.sh", "train"]
+
+
 def test_failed_check_stops_submit(hub, config, capsys):
     hub.script = JobScript(logs=["doctor: torch cannot see a GPU"], final_stage="ERROR", final_message="exit 1")
     result = submit(capsys, config, "--check")
@@ -257,36 +268,39 @@ def test_failed_check_stops_submit(hub, config, capsys):
     assert len(hub.jobs) == 1
 
 
-RUN_FILES = {
-    "config.yaml": b"model:\n  name: x\n", "summary.json": b"{}", "metrics.jsonl": b"{}\n",
-    "adapter/adapter_config.json": b"{}", "adapter/adapter_model.safetensors": b"weights",
-    "adapter/ft_model.json": b"{}", "checkpoints/checkpoint-2/adapter_model.safetensors": b"ckpt",
-}
+def pushed_files(run_name: str, layout: str) -> dict[str, bytes]:
+    """Files of an output repo: as `ft train` pushes them (adapter at the top), or a whole run folder."""
+    records = {"config.yaml": f"output:\n  run_name: {run_name}\n".encode(), "summary.json": b"{}",
+               "metrics.jsonl": b"{}\n"}
+    adapter = {"adapter_config.json": b"{}", "adapter_model.safetensors": b"weights", "ft_model.json": b"{}"}
+    checkpoint = {"checkpoints/checkpoint-2/adapter_model.safetensors": b"ckpt"}
+    if layout == "adapter-at-root":
+        return {**adapter, "README.md": b"# card", **{f"run/{name}": data for name, data in records.items()},
+                **checkpoint}
+    return {**{f"adapter/{name}": data for name, data in adapter.items()}, **records, **checkpoint}
 
 
-@pytest.mark.parametrize("layout", ["run-folder", "adapter-at-top"])
+@pytest.mark.parametrize("layout", ["adapter-at-root", "run-folder"])
 def test_pull_builds_run_folder(hub, config, tmp_path, capsys, monkeypatch, layout):
     assert submit(capsys, config).code == 0
     job = only_job(hub)
     run_name = job.body["environment"]["FT_RUN_NAME"]
-    if layout == "run-folder":
-        files = {f"runs/{run_name}/{name}": data for name, data in RUN_FILES.items()}
-        files["runs/older-run/adapter/adapter_config.json"] = b"{}"
-    else:
-        files = {name.removeprefix("adapter/"): data for name, data in RUN_FILES.items()}
-    hub.repos[("model", "alice/tiny-tools")].files.update(files)
+    hub.repos[("model", "alice/tiny-tools")].files.update(pushed_files(run_name, layout))
 
     monkeypatch.chdir(tmp_path)
     result = run_ft(capsys, "jobs", "pull", job.id)
     assert result.code == 0, result.err
     run = tmp_path / "runs" / run_name
     assert f"run folder: runs/{run_name}" in result.out
+    assert "warning" not in result.out
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == b"weights"
     assert (run / "adapter" / "ft_model.json").is_file()
     assert (run / "summary.json").is_file()
+    assert (run / "config.yaml").is_file()
+    assert not (run / "run").exists()
     assert not (run / "checkpoints").exists()
     assert not (run / ".cache").exists()
-    assert not (tmp_path / "runs" / "older-run").exists()
+    assert not (run / ".download").exists()
 
     again = run_ft(capsys, "jobs", "pull", job.id)
     assert again.code == 2
@@ -296,13 +310,35 @@ def test_pull_builds_run_folder(hub, config, tmp_path, capsys, monkeypatch, layo
     assert (tmp_path / "copy" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors").is_file()
 
 
+def test_pull_warns_about_later_run(hub, config, tmp_path, capsys, monkeypatch):
+    assert submit(capsys, config).code == 0
+    job = only_job(hub)
+    hub.repos[("model", "alice/tiny-tools")].files.update(pushed_files("a-later-run", "adapter-at-root"))
+    monkeypatch.chdir(tmp_path)
+    result = run_ft(capsys, "jobs", "pull", job.id)
+    assert result.code == 0, result.err
+    assert "warning: alice/tiny-tools holds run 'a-later-run'" in result.out
+
+
+def test_pull_checkpoints_before_adapter(hub, config, tmp_path, capsys, monkeypatch):
+    assert submit(capsys, config, "--detach").code == 0
+    job = only_job(hub)
+    hub.repos[("model", "alice/tiny-tools")].files["checkpoints/checkpoint-4/adapter_model.safetensors"] = b"ckpt"
+    monkeypatch.chdir(tmp_path)
+    result = run_ft(capsys, "jobs", "pull", job.id, "--checkpoints", "--to", "partial")
+    assert result.code == 0, result.err
+    assert "holds checkpoints but no adapter yet" in result.out
+    assert (tmp_path / "partial" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "partial" / "adapter").exists()
+
+
 def test_pull_before_push_explains(hub, config, tmp_path, capsys, monkeypatch):
     assert submit(capsys, config, "--detach").code == 0
     job = only_job(hub)
     monkeypatch.chdir(tmp_path)
     result = run_ft(capsys, "jobs", "pull", job.id)
     assert result.code == 2
-    assert "no adapter in alice/tiny-tools" in result.err
+    assert "no adapter in alice/tiny-tools yet" in result.err
     assert not (tmp_path / "runs" / job.body["environment"]["FT_RUN_NAME"]).exists()
 
 
@@ -318,3 +354,19 @@ def test_records_hold_no_token(hub, config, tmp_path, capsys):
     rows = sqlite3.connect(database).execute("SELECT * FROM jobs").fetchall()
     assert TOKEN not in repr(rows)
     assert_no_token(hub, tmp_path, *(result.out + result.err for result in results))
+
+
+def test_unreachable_hub_explained(hub, config, capsys, monkeypatch):
+    assert submit(capsys, config, "--detach").code == 0
+    job = only_job(hub)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port with nothing listening
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    result = run_ft(capsys, "jobs", "wait", job.id, "--interval", "0.01")
+    assert result.code == 1
+    assert "cannot reach the Hub" in result.err
+    assert "Traceback" not in result.err
+    listing = run_ft(capsys, "jobs", "ps")
+    assert listing.code == 0
+    assert f"note: {job.id}: stage as last seen; the Hub could not be asked" in listing.out
+    closed.close()

@@ -125,7 +125,8 @@ def test_local_job_end_to_end(monkeypatch, tmp_path, tiny_model_dir, capsys):
     assert result.code == 0, result.out[-3000:] + result.err[-3000:]
     assert "data.train: 4 rows read, 4 used" in result.out
     assert "done: 2 steps" in result.out
-    job_id = next(line.split()[1] for line in result.out.splitlines() if line.startswith("job ") and "submitted" in line)
+    submitted = next(line for line in result.out.splitlines() if line.startswith("job ") and "submitted" in line)
+    job_id = submitted.split()[1]
     assert f"job {job_id}: COMPLETED" in result.out
 
     logs = run_ft(capsys, "jobs", "logs", job_id, "-f")
@@ -188,3 +189,22 @@ def test_ps_imports_no_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "heavy modules: []" in result.stdout
     assert f"no jobs in {tmp_path / 'ft-home' / 'jobs.db'}" in result.stdout
+
+
+def test_store_finds_by_prefix(store):
+    from ft.errors import FtError
+    from ft.jobs.store import JobRecord
+
+    for job_id in ("tiny-20260101-120000", "tiny-20260101-130000", "other_run"):
+        store.add(JobRecord(id=job_id, backend="local", run_name=job_id, config_path="x"))
+    assert store.get("other").id == "other_run"
+    assert store.get("tiny-20260101-13").id == "tiny-20260101-130000"
+    assert store.find("other%") is None  # LIKE wildcards in an id are matched literally
+    with pytest.raises(FtError, match="is ambiguous: 2 job ids start with it"):
+        store.get("tiny-")
+    with pytest.raises(FtError, match="job 'missing' not found"):
+        store.get("missing")
+    updated = store.update("other_run", stage="RUNNING", spec={"command": ["x"]}, cancel_requested=True)
+    assert updated.stage == "RUNNING"
+    assert updated.spec == {"command": ["x"]}
+    assert updated.cancel_requested is True

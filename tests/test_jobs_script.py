@@ -118,3 +118,16 @@ def test_script_hands_config_to_train(tmp_path, capsys, monkeypatch):
     assert re.search(r"error: \S*ft-script-\w+/tiny\.yaml: 1 problem", result.stderr), result.stderr
     assert "training.max_steps: " in result.stderr
     assert "(from --set)" in result.stderr
+
+
+def test_stale_lock_rejected(tmp_path):
+    from ft.errors import FtError
+    from ft.jobs.pins import export_requirements
+
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    assert "pyyaml==" in export_requirements(tmp_path).lower()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"pyyaml>=6.0",', '"pyyaml>=6.0",\n    "ft-package-not-locked>=1",'))
+    with pytest.raises(FtError, match="does not match pyproject.toml"):
+        export_requirements(tmp_path)

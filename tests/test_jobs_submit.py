@@ -24,7 +24,8 @@ def env(monkeypatch, tmp_path):
 
 def request_body(out: str) -> dict:
     """Return the JSON request body that the dry run prints."""
-    start = out.index("request body (POST /api/jobs/{namespace}):\n") + len("request body (POST /api/jobs/{namespace}):\n")
+    heading = "request body (POST /api/jobs/{namespace}):\n"
+    start = out.index(heading) + len(heading)
     end = out.index("\n--- run.sh ---")
     return json.loads(out[start:end])
 

@@ -24,6 +24,7 @@ OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad",
 ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 REPORTERS = ("none", "all", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "neptune", "clearml", "dvclive")
 MAX_ECHO = 80  # characters of a user's value or key repeated in an error message
+DATA_SHAPES = ("auto", "messages", "sharegpt", "instruction", "prompt_completion", "text", "bfcl")
 TOOL_CALL_STYLES = ("auto", "template", "smollm2", "hermes", "guide", "llama", "mistral", "pythonic")
 
 
@@ -50,8 +51,11 @@ class SourceSection(Section):
     split: str | None = Field(None, description="Split to read from a folder or Hub data set (default: `data.split`).")
     name: str | None = Field(None, description="Hub data set configuration name.")
     revision: str | None = Field(None, description="Hub data set revision.")
-    weight: float = Field(1.0, gt=0, description="Share of this source when several are mixed (rows are sampled in proportion).")
+    weight: float = Field(1.0, gt=0, description="Share of the mixed rows taken from this source (weight / sum of "
+                          "weights); the mix has as many rows as all sources together, small sources repeat.")
     messages_column: str | None = Field(None, description="Column holding the message list, when not auto-detected.")
+    shape: Literal[DATA_SHAPES] | None = Field(None, description="Shape of this source's rows (default: data.shape).")  # type: ignore[valid-type]
+    columns: dict[str, str] | None = Field(None, description="Column names of this source (default: data.columns).")
 
 
 class DataSection(Section):
@@ -63,6 +67,12 @@ class DataSection(Section):
     messages_column: str | None = Field(
         None, description="Column holding the chat messages (`messages`, `conversations` and `trace` are found without it).")
     tools_column: str = Field("tools", description="Column holding the tool definitions (a list, or a JSON string).")
+    shape: Literal[DATA_SHAPES] = Field(  # type: ignore[valid-type]
+        "auto", description="Shape of every row; `auto` detects it per row from the column names.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Column names of your data for the standard fields (messages, tools, system, "
+        "history, instruction, input, output, prompt, completion, text, question, function), e.g. "
+        "`{instruction: question, output: answer}`.")
     max_length: int = Field(2048, ge=16, description="Longest training sequence, in tokens.")
     overlong: Literal["truncate_prompt", "drop"] = Field(
         "truncate_prompt", description="What happens to a row longer than `max_length`: cut the start of the "
@@ -71,7 +81,7 @@ class DataSection(Section):
         "assistant", description="Which tokens carry loss: every assistant turn, the last one, or all tokens.")
     packing: bool = Field(True, description="Concatenate the rows of a micro-batch into one sequence with no padding; "
                           "rows never attend to each other.")
-    max_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after shuffling is not applied).")
+    max_rows: int | None = Field(None, ge=1, description="Use only the first N training rows (after mixing; no shuffle before the cut).")
     eval_max_rows: int | None = Field(None, ge=1, description="Use only the first N eval rows.")
 
 

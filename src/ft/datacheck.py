@@ -2,7 +2,7 @@
 
 The report runs the same preparation as `ft train` (same template probe, transforms, masking and length rules), but
 collects bad rows instead of stopping at them. Exit code 0 means `ft train` would start on this data; 2 means it
-would stop, and the report says why.
+would stop, and the report gives the reason.
 """
 
 from __future__ import annotations

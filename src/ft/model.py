@@ -257,6 +257,8 @@ def load_model(source: ModelSource, dtype, attn_implementation: str, method: str
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
     model = AutoModelForCausalLM.from_pretrained(source.load_id, **kwargs)
+    # With a KV cache, transformers skips the check that turns packed position ids into a block-diagonal mask.
+    model.config.use_cache = False
     if source.gguf_file:
         # A model loaded from GGUF keeps the GGUF quantizer, which makes the Trainer refuse to train it.
         model.hf_quantizer = None

@@ -2,10 +2,12 @@
 
 Packing: the rows of a micro-batch are concatenated with no padding, and `position_ids` restart at 0 for each row.
 transformers (5.x, `masking_utils.find_packed_sequence_indices`) builds a block-diagonal causal mask from those
-position ids for the sdpa, eager and flex kernels, and flash-attention reads the row boundaries from them, so no
-row attends to another. The first label of each row is masked so that no row is predicted from the one before it.
+position ids, so no row attends to another. tests/test_data_packing.py checks it for the sdpa and eager kernels.
+NOTE: flash-attention reads the row boundaries from the same position ids (`prepare_fa_kwargs_from_position_ids`),
+which no test here runs because it needs a CUDA GPU. The first label of each row is masked so that no row is
+predicted from the one before it.
 
-Both collators pass `use_cache=False`: with a cache object present (the default when the model config says
+Both collators pass `use_cache=False`: with a cache object present (the default when the model config sets
 `use_cache: true`, as most do), transformers skips the packed-row detection and every packed row attends to the
 rows before it. tests/test_data_packing.py shows both the leak and its absence.
 """

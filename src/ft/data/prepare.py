@@ -1,9 +1,9 @@
 """Turn configured sources into tokenized, masked training examples, with counts of what was dropped and why.
 
-Steps: read each source (sources.py), convert every row to messages (shapes.py), mix the sources by weight, render
-with the chat template and find the trained character spans (render.py), tokenize all rows in one batch call, label
-the tokens that overlap a trained span, check that every trained run ends with the end-of-turn token, and apply
-`data.max_length`.
+Steps: read each source (sources.py) and convert every row to messages (shapes.py), then mix the sources by weight.
+Render each row with the chat template and find its trained character spans (render.py). Tokenize all rows in one
+batch call and label the tokens that overlap a trained span. Check that every trained run ends with the end-of-turn
+token, and apply `data.max_length`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ft.config import DataSection, SourceSection
 from ft.data.render import NO_ASSISTANT, TemplateTraits, prepare_messages, render_text_row, render_with_spans
-from ft.data.shapes import Conversation, RowError, to_conversation
+from ft.data.shapes import Conversation, RowError, column_map, to_conversation
 from ft.data.sources import MAX_REPORTED, RawRow, read_source
 from ft.errors import FtError
 from ft.toolcalls import parse_tool_calls
@@ -94,6 +94,10 @@ def load_conversations(sources: list[SourceSection], data: DataSection, seed: in
         raw = read_source(source.path, source.split or "train", source.name, source.revision)
         result.rows_read[label] = len(raw)
         shape, columns = row_mapping(data, source)
+        try:
+            column_map(source.messages_column, data.tools_column, columns)
+        except ValueError as err:
+            raise FtError(f"data.columns: {err}.") from None
         conversations = converted(raw, source.messages_column, data.tools_column, shape, columns, problems)
         result.shapes_by_source[label] = Counter(c.shape for c in conversations)
         result.shapes.update(result.shapes_by_source[label])
@@ -116,7 +120,8 @@ def converted(raw: list[RawRow], messages_column: str | None, tools_column: str,
     return out
 
 
-def mix(per_source: list[tuple[str, float, list[Conversation]]], seed: int) -> tuple[list[Conversation], dict[str, int]]:
+def mix(per_source: list[tuple[str, float, list[Conversation]]],
+        seed: int) -> tuple[list[Conversation], dict[str, int]]:
     """Mix sources so that each fills weight / sum(weights) of the result, which has as many rows as all sources.
 
     A source with fewer rows than its share is repeated and a larger one sampled: each row is drawn a whole number
@@ -193,10 +198,11 @@ def render_all(conversations: list[Conversation], tokenizer, traits: TemplateTra
     control_tokens = [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
     for conv in conversations:
         try:
-            check_control_tokens(conv, control_tokens)
             if conv.shape == "text":
+                # Plain text may use special tokens on purpose, `<|endoftext|>` between documents for example.
                 text, spans = render_text_row(tokenizer, conv.messages[0]["content"])
             else:
+                check_control_tokens(conv, control_tokens)
                 messages, tools = prepare_messages(conv, traits)
                 text, spans = render_with_spans(tokenizer, messages, tools, train_on)
         except RowError as err:
@@ -253,9 +259,9 @@ def tokenize_all(rendered: list[Rendered], tokenizer, data: DataSection, end_tok
 def encode_batch(tokenizer, texts: list[str]) -> list:
     """Tokenize the texts with the fast tokenizer's backend, which returns `tokenizers.Encoding` objects.
 
-    The backend gives ids and character-to-token lookups without building Python offset lists for every token,
-    which `tokenizer(..., return_offsets_mapping=True)` does; on the tool-use seed set that conversion and the
-    per-token labelling loop cost more time than the tokenization itself.
+    The backend gives ids and character-to-token lookups without the Python offset list per token that
+    `tokenizer(..., return_offsets_mapping=True)` builds. On the tool-use seed set, building those lists and
+    labelling token by token took longer than the tokenization itself.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -276,7 +282,7 @@ def trained_labels(encoding, spans: list[tuple[int, int]], end_token_id: int | N
 
     With end_token_id, each span's labels stop at its last end-of-turn token: templates add a newline after it,
     and training on that would teach nothing, since generation stops at the end-of-turn token. Returns None when a
-    span holds no end-of-turn token, because the model would then never learn to stop.
+    span contains no end-of-turn token, because the model would then never learn to stop.
     """
     ids = encoding.ids
     labels = [IGNORE] * len(ids)
@@ -356,10 +362,11 @@ def no_rows_hint(prepared: PreparedData, data: DataSection) -> str:
         if data.overlong == "drop":
             return (f"raise data.max_length (now {data.max_length}) or set data.overlong: truncate_prompt "
                     "to cut long prompts")
-        return f"raise data.max_length (now {data.max_length}): the answers alone are longer"
+        return f"raise data.max_length (now {data.max_length}): the last assistant turns alone are longer"
     if dropped[NO_ASSISTANT]:
         return ("the rows hold prompts but no assistant turn to learn from (evaluation sets such as BFCL question "
-                "files look like this); train on rows that include the assistant's answers")
+                "files look like this: score a model on them with `ft eval`); train on rows that include the "
+                "assistant's answers")
     if dropped[NO_TRAINED_TOKEN]:
         return "check data.train_on and that the assistant turns are not empty"
     return ("check data.train (a path or Hub id) and the column mapping (data.messages_column); "

@@ -1,8 +1,8 @@
 """Render conversations with the model's chat template and find the trained span of every assistant turn.
 
-The trained span is found by rendering prefixes, not from `{% generation %}` markers in the template (SmolLM2's
-template, like most, has none): the text that `messages[:i+1]` adds to `messages[:i]` rendered with a generation
-prompt is assistant turn i, including the tokens that end the turn. Templates that ignore `tool_calls` or `tools`,
+The trained span is found by rendering prefixes, not from `{% generation %}` markers in the template, which SmolLM2's
+template, like most, lacks. The text that `messages[:i+1]` adds to `messages[:i]` rendered with a generation prompt
+is assistant turn i, including the tokens that end the turn. Templates that ignore `tool_calls` or `tools`,
 or that reject a role, get the stated transforms of `prepare_messages`.
 """
 
@@ -19,7 +19,7 @@ NO_ASSISTANT = "no assistant turn"
 
 @dataclass
 class TemplateTraits:
-    """What a chat template does with tool calls, tools and roles, found by rendering probe conversations."""
+    """Behaviour of a chat template with tool calls, tools and roles, found by rendering probe conversations."""
 
     renders_tool_calls: bool
     renders_tools: bool
@@ -35,8 +35,8 @@ def probe_template(tokenizer, configured_style: str, model_type: str | None, nam
     Raise ValueError when model.tool_call_style is `template` but the template does not render tool calls.
     """
     call = {"type": "function", "function": {"name": PROBE_NAME, "arguments": {"x": 1}}}
-    tool = {"type": "function", "function": {"name": PROBE_NAME, "description": "probe",
-                                              "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}
+    parameters = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    tool = {"type": "function", "function": {"name": PROBE_NAME, "description": "probe", "parameters": parameters}}
     user = {"role": "user", "content": "hi"}
     answer = {"role": "assistant", "content": "ok"}
     calls_text = try_render(tokenizer, [user, {"role": "assistant", "content": "", "tool_calls": [call]}])
@@ -61,7 +61,7 @@ def probe_template(tokenizer, configured_style: str, model_type: str | None, nam
 def try_render(tokenizer, messages: list[dict], tools=None) -> str | None:
     try:
         return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
-    except Exception:  # jinja2 TemplateError and template-raised exceptions: the probe only asks "does it render"
+    except Exception:  # jinja2 TemplateError and template-raised exceptions: the probe only checks whether it renders
         return None
 
 
@@ -112,14 +112,14 @@ def with_system_text(messages: list[dict], text: str) -> list[dict]:
 
 
 def tool_as_user(message: dict) -> dict:
-    """A template without a tool role gets tool results as a user turn, wrapped as Hermes-style templates do."""
+    """Turn a tool result into a user turn inside `<tool_response>` tags, as Hermes-style templates write it."""
     if message["role"] != "tool":
         return message
     return {"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"}
 
 
 def fold_system(messages: list[dict]) -> list[dict]:
-    """A template without a system role gets the system text at the start of the first user turn."""
+    """Move the system text to the start of the first user turn, for templates without a system role."""
     if not messages or messages[0]["role"] != "system":
         return messages
     system, rest = messages[0]["content"], messages[1:]
@@ -168,7 +168,9 @@ def render_with_spans(tokenizer, messages: list[dict], tools, train_on: str) -> 
             continue
         spans.append(assistant_span(tokenizer, messages, tools, index, full, spans[-1][1] if spans else 0))
     if not spans:
-        reason = " (its only assistant turn opens the conversation, with no prompt before it)" if opening_assistant else ""
+        reason = ""
+        if opening_assistant:
+            reason = " (its only assistant turn opens the conversation, with no prompt before it)"
         raise RowError(f"{NO_ASSISTANT} to train on{reason}")
     if train_on == "last_assistant":
         spans = spans[-1:]

@@ -34,7 +34,7 @@ ROLE_ALIASES = {"function": "tool", "ipython": "tool", "model": "assistant", "hu
 
 
 class RowError(ValueError):
-    """A row that cannot be read; the message says what is wrong in it."""
+    """A row that cannot be read. The message states what is wrong in it."""
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Conversation:
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Where each standard field lives in the user's rows: `{"instruction": "question", "output": "answer"}`."""
+    """Column names of the standard fields in the user's rows: `{"instruction": "question", "output": "answer"}`."""
 
     columns: dict = field(default_factory=dict)
 
@@ -72,7 +72,8 @@ def column_map(messages_column: str | None, tools_column: str | None, columns: d
     merged.update(columns or {})
     unknown = sorted(set(merged) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)} in the column mapping; the fields are {', '.join(FIELDS)}")
+        raise ValueError(f"unknown field(s) {', '.join(unknown)} in the column mapping; "
+                         f"the fields are {', '.join(FIELDS)}")
     return ColumnMap(merged)
 
 
@@ -141,12 +142,13 @@ def check_named_shape(row: dict, shape: str, mapping: ColumnMap) -> str:
     if required is None:
         raise RowError(f"data.shape {shape!r} is not one of auto, {', '.join(SHAPES)}")
     if shape in ("messages", "sharegpt") and "messages" not in mapping.columns and find_message_column(row) is None:
-        raise RowError(f"data.shape is {shape} but no column holds a message list; columns are {sorted(row)}. "
+        raise RowError(f"data.shape is {shape} but no column contains a message list; columns are {sorted(row)}. "
                        "Name the column with `data.columns: {messages: YOUR_COLUMN}`")
     missing = [standard for standard in required if mapping.name(standard) not in row]
     if missing:
         wanted = ", ".join(f"{standard}: YOUR_COLUMN" for standard in missing)
-        raise RowError(f"data.shape is {shape} but the row has no column {', '.join(repr(mapping.name(s)) for s in missing)}; "
+        names = ", ".join(repr(mapping.name(standard)) for standard in missing)
+        raise RowError(f"data.shape is {shape} but the row has no column {names}; "
                        f"columns are {sorted(row)}. Map them with `data.columns: {{{wanted}}}`")
     return "messages" if shape == "sharegpt" else shape
 
@@ -213,12 +215,14 @@ def instruction_messages(row: dict, mapping: ColumnMap) -> list[dict]:
             raise RowError(f"history[{index}] must be a [user, assistant] pair, got {short(pair)}")
         messages += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
     output = mapping.value(row, "output")
-    return messages + [{"role": "user", "content": prompt}, {"role": "assistant", "content": "" if output is None else str(output)}]
+    answer = "" if output is None else str(output)
+    return messages + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
 
 
 def prompt_completion_messages(prompt, completion) -> list[dict]:
     prompt_msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-    completion_msgs = completion if isinstance(completion, list) else [{"role": "assistant", "content": str(completion)}]
+    completion_msgs = (completion if isinstance(completion, list)
+                       else [{"role": "assistant", "content": str(completion)}])
     return [normalize_message(m, i) for i, m in enumerate(prompt_msgs + completion_msgs)]
 
 
@@ -287,7 +291,8 @@ def sharegpt_message(message: dict, index: int) -> dict:
     value = "" if value is None else value
     if source_role == "function_call":
         call = parse_json_field(value, f"message {index} (function_call)") if isinstance(value, str) else value
-        return {"role": "assistant", "content": "", "tool_calls": calls_to_openai(call if isinstance(call, list) else [call], index)}
+        calls = call if isinstance(call, list) else [call]
+        return {"role": "assistant", "content": "", "tool_calls": calls_to_openai(calls, index)}
     return {"role": role, "content": value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}
 
 

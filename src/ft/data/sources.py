@@ -3,10 +3,10 @@
 Each row comes with a location (`train.jsonl:17`, `en.json:40 (item 3)`, `hf-disk[train] row 4`) so that every later
 error can point at it. JSON, JSONL and CSV files are parsed with the standard library, row by row.
 
-Rows that come through Arrow (Parquet, `save_to_disk` folders, `datasets.load_dataset`) lose a property of JSON:
+Rows that come through Arrow (Parquet, `save_to_disk` folders, `datasets.load_dataset`) lose a property of JSON.
 Arrow stores a list of objects as a list of structs with one shared set of keys, so objects that had different keys
 come back padded with `None` for the keys they lacked. A tool list then renders as tools with `"required": null`
-and parameters nobody defined, and call arguments gain null arguments. Those sources therefore drop every
+and parameters that were never defined, and call arguments gain null arguments. Those sources therefore drop every
 `None`-valued key inside nested objects (see `drop_arrow_nulls`).
 """
 
@@ -38,7 +38,7 @@ class RawRow:
 def read_source(path: str, split: str, name: str | None = None, revision: str | None = None) -> list[RawRow]:
     """Return every row of one source. Raise FtError naming the file and line of the first bad rows.
 
-    A folder written by `save_to_disk` is loaded with `load_from_disk`; any other folder (a downloaded copy of a Hub
+    A folder written by `save_to_disk` is loaded with `load_from_disk`. Any other folder (a downloaded copy of a Hub
     data set repository, say) and any string that is not a local path go to `datasets.load_dataset`.
     """
     local = Path(path).expanduser()
@@ -176,14 +176,15 @@ def read_disk_folder(folder: Path, split: str) -> list[RawRow]:
     try:
         loaded = load_from_disk(str(folder))
     except Exception as err:  # datasets raises FileNotFoundError and its own errors for a foreign folder
-        raise FtError(f"{folder}: not a `save_to_disk` folder ({err}). Point at a data file or a saved data set.") from None
+        raise FtError(f"{folder}: not a `save_to_disk` folder ({err}). "
+                      "Point at a data file or a saved data set.") from None
     if isinstance(loaded, DatasetDict):
         if split not in loaded:
             raise FtError(f"{folder}: no split {split!r}; it has {', '.join(loaded)}. "
                           "Set data.split (data.eval_split for data.eval, or `split` in a source entry).")
         loaded = loaded[split]
     if not isinstance(loaded, Dataset):
-        raise FtError(f"{folder}: holds a {type(loaded).__name__}, not a data set saved with `save_to_disk`.")
+        raise FtError(f"{folder}: contains a {type(loaded).__name__}, not a data set saved with `save_to_disk`.")
     label = f"{folder.name}[{split}]"
     return [RawRow(f"{label} row {index}", drop_arrow_nulls(row)) for index, row in enumerate(loaded.to_list())]
 
@@ -196,9 +197,11 @@ def read_hub(repo_id: str, split: str, name: str | None, revision: str | None) -
         dataset = load_dataset(repo_id, name, split=split, revision=revision)
     except Exception as err:  # network, missing repo, missing split: datasets has no common base class
         raise FtError(f"data: cannot load data set {repo_id!r} split {split!r} ({type(err).__name__}: {err}). "
-                      "Check the id, `name` and split, your connection (or HF_ENDPOINT), or use a local file.") from None
+                      "Check the id, `name` and split, your connection (or HF_ENDPOINT), "
+                      "or use a local file.") from None
     label = Path(repo_id).name if Path(repo_id).is_dir() else repo_id
-    return [RawRow(f"{label}[{split}] row {index}", drop_arrow_nulls(row)) for index, row in enumerate(dataset.to_list())]
+    rows = dataset.to_list()
+    return [RawRow(f"{label}[{split}] row {index}", drop_arrow_nulls(row)) for index, row in enumerate(rows)]
 
 
 def drop_arrow_nulls(row: dict) -> dict:

@@ -179,8 +179,25 @@ def load_tokenizer_traits(target: ModelTarget, tool_call_style: str | None = Non
     return tokenizer, traits, end_token_id
 
 
+def check_style_override(target: ModelTarget, tool_call_style: str | None) -> None:
+    """Raise FtError when --tool-call-style is given for fine-tuned weights, which keep the style they learned."""
+    if tool_call_style and target.kind != "model":
+        raise FtError(f"--tool-call-style: {target.name} is fine-tuned, so it always gets the tool call style it was "
+                      "trained with. Leave out --tool-call-style.")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Weights
+
+
+def resolve_dtype(precision: str):
+    """choose_dtype with a message that names --precision instead of the config key."""
+    from ft.model import choose_dtype
+
+    try:
+        return choose_dtype(precision)
+    except FtError as err:
+        raise FtError(f"--precision {precision}: {str(err).removeprefix('model.precision: ')}") from None
 
 
 def load_base_weights(target: ModelTarget, dtype):
@@ -203,11 +220,10 @@ def attach_adapter(model, target: ModelTarget):
 
 def load_for_generation(name: str, precision: str = "auto", tool_call_style: str | None = None) -> LoadedModel:
     """Load a run, adapter or model with everything needed to generate, for `ft chat` and `ft generate`."""
-    from ft.model import choose_dtype
-
     target = find_target(name)
+    check_style_override(target, tool_call_style)
+    dtype = resolve_dtype(precision)
     tokenizer, traits, end_token_id = load_tokenizer_traits(target, tool_call_style)
-    dtype = choose_dtype(precision)
     model = attach_adapter(load_base_weights(target, dtype), target)
     model.eval()
     return LoadedModel(target, model, tokenizer, traits, end_token_id)

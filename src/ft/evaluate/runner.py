@@ -115,12 +115,12 @@ def run_eval(model_or_run: str, data_path: str, *, baseline: str | None = None, 
     the tool call style of the evaluated model, so both see the same prompt format.
     """
     from ft.evaluate.datasets import read_eval_data
-    from ft.evaluate.loading import default_output_dir, find_target
+    from ft.evaluate.loading import check_style_override, default_output_dir, find_target, resolve_dtype
     from ft.evaluate.report import build_result, write_reports
-    from ft.model import choose_dtype
-
     target = find_target(model_or_run)
+    check_style_override(target, tool_call_style)
     baseline_target = find_baseline(target, baseline)
+    dtype = resolve_dtype(precision)
     data = read_eval_data(data_path, split, messages_column, tools_column, turns, limit)
     out_dir = out_dir or default_output_dir(target)
     if out_dir.exists() and not out_dir.is_dir():
@@ -128,17 +128,16 @@ def run_eval(model_or_run: str, data_path: str, *, baseline: str | None = None, 
     log.info("eval: %d turn(s) from %s (%d rows read); model %s%s", len(data.items), data_path, data.rows_read,
              target.name, f"; baseline {baseline_target.name}" if baseline_target else "")
 
-    model_side = prepare_side(target, data.items, tool_call_style if target.kind == "model" else None)
+    model_side = prepare_side(target, data.items, tool_call_style)
     sides = [model_side]
     if baseline_target is not None:
         shares_tokenizer = baseline_target.tokenizer_source is target.tokenizer_source
         style = model_side.traits.style if baseline_target.kind == "model" else None
         baseline_side = (model_side.with_target(baseline_target) if shares_tokenizer
-                         else prepare_side(baseline_target, data.items, style))
+                         else prepare_side(baseline_target, data.items, style, fall_back=True))
         baseline_side.label = "base" if target.kind != "model" else "baseline"
         sides = [baseline_side, model_side]
 
-    dtype = choose_dtype(precision)
     runs = run_sides(sides, data.items, dtype, max_new_tokens, batch_size)
     data_info = {"path": data_path, "kind": data.kind, "rows_read": data.rows_read, "items": len(data.items),
                  "rows_without_assistant": data.rows_without_assistant}
@@ -180,18 +179,18 @@ def find_baseline(target, baseline: str | None):
                        tool_call_style=target.tool_call_style, end_token_id=target.end_token_id)
 
 
-def prepare_side(target, items: list[EvalItem], tool_call_style: str | None) -> Side:
+def prepare_side(target, items: list[EvalItem], tool_call_style: str | None, fall_back: bool = False) -> Side:
     """Load the tokenizer of a model, probe its template and render every prompt, without loading weights.
 
-    A tool_call_style that the template cannot honour (`template` for a template that ignores tool calls) falls
-    back to the model's own style.
+    With fall_back, a tool_call_style that the template cannot honour (`template` for a template that ignores tool
+    calls) gives way to the model's own style instead of raising FtError.
     """
     from ft.evaluate.loading import load_tokenizer_traits
 
     try:
         tokenizer, traits, end_token_id = load_tokenizer_traits(target, tool_call_style)
     except FtError:
-        if tool_call_style is None:
+        if tool_call_style is None or not fall_back:
             raise
         tokenizer, traits, end_token_id = load_tokenizer_traits(target, None)
     prompts = tokenize_prompts(items, tokenizer, traits)

@@ -66,9 +66,9 @@ def tokenizer_available_offline(name: str, revision: str | None) -> bool:
 def check_data(loaded: LoadedConfig, report: CheckReport, offline: bool) -> None:
     """Read, render and mask the data with the model's tokenizer, as `ft train` does before it loads weights.
 
-    The tokenizer comes from the local cache or ft's packaged copy when it is there, without asking the Hub. In a dry
-    run (`offline`), a Hub data set or a model that is neither cached nor packaged cannot be checked: the report says
-    so, and `--check` runs the same check inside the job.
+    The tokenizer comes from the local cache or ft's packaged copy when it is there, without querying the Hub. In a
+    dry run (`offline`), a Hub data set or a model that is neither cached nor packaged cannot be checked. The report
+    then lists the check as skipped, and `--check` runs it inside the job.
     """
     from ft.train import describe_data, prepare_run
 

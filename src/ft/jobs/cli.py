@@ -23,7 +23,8 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="run the offline checks and print the exact job spec; upload and submit nothing")
     parser.add_argument("--check", action="store_true",
-                        help="first run `ft doctor` in the job's image on cpu-basic (about a cent), and stop if it fails")
+                        help="first run `ft doctor` in the job's image on cpu-basic (about a cent), and stop if it "
+                             "fails")
     parser.add_argument("--emit-script", default=None, metavar="FILE",
                         help="write a self-contained uv script (PEP 723) that runs this training, and the ft wheel "
                              "beside it; submit nothing")
@@ -35,13 +36,15 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    from ft.jobs.hf import hub_errors
     from ft.jobs.submit import SubmitOptions, submit
 
     options = SubmitOptions(config=args.config, overrides=args.overrides, backend=args.backend, flavor=args.flavor,
                             timeout=args.timeout, namespace=args.namespace, detach=args.detach,
                             dry_run=args.dry_run, check=args.check, emit_script=args.emit_script,
                             ft_source=args.ft_source)
-    return submit(options)
+    with hub_errors():
+        return submit(options)
 
 
 def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +78,13 @@ def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_jobs(args: argparse.Namespace) -> int:
+    from ft.jobs.hf import hub_errors
+
+    with hub_errors():
+        return dispatch_jobs(args)
+
+
+def dispatch_jobs(args: argparse.Namespace) -> int:
     from ft.jobs import manage
     from ft.jobs.store import JobStore
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -52,20 +53,29 @@ def estimate(loaded: LoadedConfig, flavor: str):
     return estimate_for_flavor(loaded, flavor)
 
 
-def choose_flavor(loaded: LoadedConfig) -> str:
-    """Return the GPU flavor with the lowest estimated cost that fits the run (`--flavor auto`)."""
-    fitting = []
-    for name in flavor_table():
-        if not is_gpu_flavor(name) or precision_problem(loaded, name) is not None:
-            continue
-        guess = estimate(loaded, name)
-        if guess.fits:
-            fitting.append((guess.cost_usd, guess.time_s, name))
-    if not fitting:
+def choose_flavor(loaded: LoadedConfig):
+    """Return (flavor, estimate) of the cheapest flavor that fits and can run the config (`--flavor auto`).
+
+    That is `ft plan`'s cheapest flavor (by training cost, start-up not counted), unless the config's precision or
+    method rules it out. Then the cheapest of the remaining estimates wins, CPU flavors included.
+    """
+    from ft.plan import plan_run
+
+    report = plan_run(loaded)
+    by_name = {guess.flavor: guess for guess in report.estimates}
+    cheapest = getattr(report, "cheapest", None)
+    if cheapest in by_name and precision_problem(loaded, cheapest) is None:
+        return cheapest, by_name[cheapest]
+    candidates = [guess for guess in report.estimates
+                  if guess.flavor in flavor_table() and guess.fits and getattr(guess, "blocked", None) is None
+                  and precision_problem(loaded, guess.flavor) is None
+                  and guess.time_s is not None and math.isfinite(guess.time_s)]
+    if not candidates:
         raise FtError(f"{loaded.path}: no Jobs flavor fits this run in memory (see `ft plan {loaded.path}`). Lower "
                       "training.batch_size or data.max_length, turn on training.gradient_checkpointing, or use "
                       "training.method: qlora.")
-    return min(fitting)[2]
+    best = min(candidates, key=lambda guess: (guess.cost_usd, guess.time_s))
+    return best.flavor, best
 
 
 def precision_problem(loaded: LoadedConfig, flavor: str) -> str | None:
@@ -75,6 +85,9 @@ def precision_problem(loaded: LoadedConfig, flavor: str) -> str | None:
     if cfg.model.precision == "bfloat16" and info.gpus > 0 and not info.supports_bf16:
         return (f"model.precision: bfloat16 is not supported by the GPU of {flavor}. Set model.precision to "
                 "`float16` or `auto`, or pick a flavor whose GPU has bfloat16 (a10g-small, l4x1, a100-large).")
+    if cfg.model.precision == "float16" and info.gpus == 0:
+        return (f"model.precision: float16 needs a CUDA GPU, and {flavor} has none. Set model.precision to `auto` "
+                "or `float32`, or pick a GPU flavor.")
     if cfg.training.method == "qlora" and info.gpus == 0:
         return (f"training.method: qlora needs a CUDA GPU, and {flavor} has none. Pick a GPU flavor "
                 "(`--flavor auto` picks one) or use training.method: lora.")
@@ -82,9 +95,16 @@ def precision_problem(loaded: LoadedConfig, flavor: str) -> str | None:
 
 
 def check_fits(loaded: LoadedConfig, flavor: str, guess) -> None:
+    """Raise FtError when the planner says the run cannot run on the flavor, or does not fit in its memory."""
+    blocked = getattr(guess, "blocked", None)
+    if blocked:
+        raise FtError(f"{loaded.path}: the run cannot use {flavor}: {blocked}. Pick another flavor (`--flavor auto` "
+                      "picks the cheapest that can run it).")
     if not guess.fits:
-        raise FtError(f"{loaded.path}: the run needs about {guess.peak_memory_gb:.1f} GB of memory per device, more "
-                      f"than {flavor} has. Pick a larger flavor (`--flavor auto` picks the cheapest that fits), or "
+        available = getattr(guess, "device_memory_gb", None)
+        has = f"{available:.0f} GB" if available else "the memory"
+        raise FtError(f"{loaded.path}: the run needs about {guess.peak_memory_gb:.1f} GB per device, more than "
+                      f"{flavor}'s {has}. Pick a larger flavor (`--flavor auto` picks the cheapest that fits), or "
                       "lower training.batch_size or data.max_length.")
 
 
@@ -125,3 +145,7 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s" if seconds else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def format_usd(amount: float) -> str:
+    return "under $0.01" if amount < 0.005 else f"${amount:.2f}"

@@ -6,11 +6,13 @@ Everything goes through `huggingface_hub.HfApi` with keyword arguments. The toke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,6 @@ log = logging.getLogger("ft")
 TOKEN_SETTINGS = "https://huggingface.co/settings/tokens"
 REOPEN_DELAY_S = 2.0
 HUB_JOB_ID = re.compile(r"[0-9a-f]{24}")
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "loss.png", "checkpoints")
 
 
 @dataclass
@@ -62,7 +63,7 @@ def make_api(token: str | None = None):
 
 def transport_errors() -> tuple[type[Exception], ...]:
     """Return the exception types of a dropped or refused connection for the HTTP client huggingface_hub uses."""
-    errors: list[type[Exception]] = [OSError]
+    errors: list[type[Exception]] = []
     for module_name in ("httpx2", "httpx"):
         try:
             module = __import__(module_name)
@@ -70,6 +71,20 @@ def transport_errors() -> tuple[type[Exception], ...]:
             continue
         errors.append(module.TransportError)
     return tuple(errors)
+
+
+@contextlib.contextmanager
+def hub_errors() -> Iterator[None]:
+    """Turn a failed connection or an unexpected Hub error into JobFailed: one line, exit code 1, no traceback."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except HfHubHTTPError as err:
+        raise JobFailed(f"the Hub returned an error: {err}") from None
+    except transport_errors() as err:
+        raise JobFailed(f"cannot reach the Hub ({type(err).__name__}: {err}). Check the connection (and HF_ENDPOINT), "
+                        "then run the command again; a submitted job keeps running meanwhile.") from None
 
 
 def status_code(err: Exception) -> int | None:
@@ -92,8 +107,8 @@ def confirm_identity(api) -> Identity:
         raise FtError(f"cannot reach {api.endpoint} ({err}). Check the connection, or use --dry-run offline.") from None
     role = info.get("auth", {}).get("accessToken", {}).get("role")
     if role == "read":
-        raise FtError(f"the token of {info['name']!r} is read-only: the job could not push its checkpoints and adapter. "
-                      f"Create a write token at {TOKEN_SETTINGS} and run `hf auth login` with it.")
+        raise FtError(f"the token of {info['name']!r} is read-only: the job could not push its checkpoints and "
+                      f"adapter. Create a write token at {TOKEN_SETTINGS} and run `hf auth login` with it.")
     orgs = [org["name"] for org in info.get("orgs", []) if "name" in org]
     return Identity(info["name"], role, orgs)
 
@@ -112,7 +127,8 @@ def confirm_write_access(api, identity: Identity, repo_id: str, repo_type: str, 
     except HfHubHTTPError as err:
         if status_code(err) in (401, 403):
             raise FtError(f"{key}: the token of {identity.name!r} cannot write to {repo_id}. Create a write token "
-                          f"with access to {namespace!r} at {TOKEN_SETTINGS}, or set {key} to a repo you own.") from None
+                          f"with access to {namespace!r} at {TOKEN_SETTINGS}, or set {key} to a repo you "
+                          "own.") from None
         raise
     if namespace not in (identity.name, *identity.orgs):
         raise FtError(f"{key}: {repo_id} is in namespace {namespace!r}, which is neither {identity.name!r} nor one of "
@@ -248,7 +264,7 @@ def wait(api, store: JobStore, record: JobRecord, interval_s: float, write=print
 
 
 def record_for_unknown_id(api, job_id: str, namespace: str | None) -> JobRecord | None:
-    """Build a record for a Hub job that this machine did not submit (listed by `hf jobs ps`, or submitted elsewhere)."""
+    """Build a record for a Hub job that this machine did not submit (started by `hf jobs run`, or elsewhere)."""
     if not HUB_JOB_ID.fullmatch(job_id):
         return None
     namespace = namespace or confirm_identity(api).name
@@ -257,27 +273,26 @@ def record_for_unknown_id(api, job_id: str, namespace: str | None) -> JobRecord 
     environment = info.environment or {}
     record.run_name = environment.get("FT_RUN_NAME") or (info.labels or {}).get("ft-run", "")
     record.hub_repo = environment.get("FT_OUTPUT_REPO")
-    record.stage, record.message, record.flavor, record.url = info.status.stage, info.status.message, info.flavor, info.url
+    record.stage, record.message = info.status.stage, info.status.message
+    record.flavor, record.url = info.flavor, info.url
     return record
 
 
-def locate_run(files: list[str], run_name: str) -> tuple[str, bool] | None:
-    """Find the run inside the output repo's file list: (folder prefix, whether the adapter sits at that folder's top).
+def run_layout(files: list[str]) -> str | None:
+    """Return how the output repo stores a run, or None when it has no adapter (yet).
 
-    Accepted layouts: `runs/<run>/adapter/...` or `<run>/adapter/...` (a folder per run), `adapter/...` at the top,
-    or the adapter files themselves at the top of the repo (a repo that loads with `from_pretrained`).
+    `adapter-at-root` is what `ft train` pushes: the adapter and its model card at the top (so the repo loads with
+    `from_pretrained`), the run's records under `run/`, checkpoints under `checkpoints/`. `run-folder` is a whole
+    run folder pushed as it is, with `adapter/` inside.
     """
-    for prefix in (f"runs/{run_name}/", f"{run_name}/", ""):
-        if run_name == "" and prefix != "":
-            continue
-        if f"{prefix}adapter/adapter_config.json" in files or f"{prefix}adapter/config.json" in files:
-            return prefix, False
     if "adapter_config.json" in files or "config.json" in files:
-        return "", True
+        return "adapter-at-root"
+    if "adapter/adapter_config.json" in files or "adapter/config.json" in files:
+        return "run-folder"
     return None
 
 
-def pull(api, record: JobRecord, target: Path, include_checkpoints: bool) -> Path:
+def pull(api, record: JobRecord, target: Path, include_checkpoints: bool, write=print) -> Path:
     """Download the job's run from the output repo into `target`, laid out as a run folder with `adapter/`."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -291,30 +306,53 @@ def pull(api, record: JobRecord, target: Path, include_checkpoints: bool) -> Pat
     except RepositoryNotFoundError:
         raise FtError(f"output repo {record.hub_repo} of job {record.id} not found: the job may have failed before "
                       f"its first push. See `ft jobs logs {record.id}`.") from None
-    found = locate_run(files, record.run_name)
-    if found is None:
-        raise FtError(f"no adapter in {record.hub_repo} for run {record.run_name!r} yet. Wait for the job "
-                      f"(`ft jobs wait {record.id}`) and pull again, or see `ft jobs logs {record.id}`.")
-    prefix, adapter_at_top = found
-    wanted = [name for name in files if name.startswith(prefix)
-              and (include_checkpoints or not name[len(prefix):].startswith("checkpoints/"))]
+    layout = run_layout(files)
+    if layout is None and include_checkpoints and any(name.startswith("checkpoints/") for name in files):
+        write(f"warning: {record.hub_repo} holds checkpoints but no adapter yet; pulling the checkpoints only.")
+        layout = "adapter-at-root"
+    if layout is None:
+        raise FtError(f"no adapter in {record.hub_repo} yet. Wait for job {record.id} to end (`ft jobs wait "
+                      f"{record.id}`) and pull again, or see `ft jobs logs {record.id}`.")
+    wanted = [name for name in files if include_checkpoints or not name.startswith("checkpoints/")]
     staging = staging_folder(target)
     try:
         download = staging / ".download"
         api.snapshot_download(record.hub_repo, local_dir=download, allow_patterns=wanted)
         shutil.rmtree(download / ".cache", ignore_errors=True)
-        if adapter_at_top:
-            adapter = staging / "adapter"
-            download.rename(adapter)
-            for name in RUN_FILES:  # the run's own files, pushed beside the adapter, go back to the run folder
-                if (adapter / name).exists():
-                    (adapter / name).rename(staging / name)
-        else:
-            for item in (download / prefix).iterdir():
-                item.rename(staging / item.name)
-            shutil.rmtree(download)
+        arrange_run_folder(download, staging, layout)
+        download.rmdir()
         replace_folder_atomic(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    pushed_run = pushed_run_name(target / "config.yaml")
+    if record.run_name and pushed_run and pushed_run != record.run_name:
+        write(f"warning: {record.hub_repo} holds run {pushed_run!r}, pushed after this job's run {record.run_name!r}; "
+              "the files pulled are that later run's.")
     return target
+
+
+def arrange_run_folder(download: Path, run_dir: Path, layout: str) -> None:
+    """Move the downloaded repo files into the run folder layout: adapter in `adapter/`, records at the top."""
+    adapter = run_dir / "adapter"
+    for item in list(download.iterdir()):
+        if layout == "run-folder" or item.name == "checkpoints":
+            item.rename(run_dir / item.name)
+        elif item.name == "run":
+            for record_file in item.iterdir():
+                record_file.rename(run_dir / record_file.name)
+            item.rmdir()
+        else:
+            adapter.mkdir(exist_ok=True)
+            item.rename(adapter / item.name)
+
+
+def pushed_run_name(config_path: Path) -> str | None:
+    """Return `output.run_name` of a pulled run's config.yaml, or None when it has none."""
+    import yaml
+
+    try:
+        tree = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return ((tree or {}).get("output") or {}).get("run_name")

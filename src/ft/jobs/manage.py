@@ -1,8 +1,8 @@
 """`ft jobs ps | inspect | logs | cancel | wait | pull` for both backends, from the local job database.
 
 `ps` reads the database, and queries the Hub only for jobs still active when it can, so it works offline. The other
-commands resolve the job id (a unique prefix is enough); a Hub job id this machine did not submit is looked up on
-the Hub directly.
+commands resolve the job id, and a unique prefix is enough. A Hub job id that this machine did not submit is looked up
+on the Hub directly.
 """
 
 from __future__ import annotations
@@ -171,6 +171,6 @@ def pull(store: JobStore, job_id: str, namespace: str | None, target: str | None
         destination = Path(target) if target else Path("runs") / (record.run_name or record.id)
         if destination.exists():
             raise FtError(f"{destination} already exists. Pass --to a new folder, or remove it first.")
-        folder = hf.pull(hub_api(), record, destination, include_checkpoints)
+        folder = hf.pull(hub_api(), record, destination, include_checkpoints, write)
     write(f"run folder: {folder}\n  evaluate it: ft eval {folder} --data HELD_OUT_FILE")
     return 0

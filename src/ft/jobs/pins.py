@@ -33,7 +33,7 @@ class Pin:
 
 
 def project_root() -> Path:
-    """Return the ft source checkout that contains `pyproject.toml` and `uv.lock`. Raise FtError when ft runs from a wheel."""
+    """Return the ft checkout that contains `pyproject.toml` and `uv.lock`. Raise FtError when ft runs from a wheel."""
     root = Path(__file__).resolve().parents[3]
     if (root / "pyproject.toml").is_file() and (root / "uv.lock").is_file():
         return root
@@ -53,13 +53,23 @@ def run_uv(args: list[str], root: Path) -> str:
     result = subprocess.run([uv_executable(), *args], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise FtError(f"`uv {' '.join(args)}` failed in {root} (exit code {result.returncode}):\n"
-                      f"{result.stderr.strip()[-2000:]}\nRun `uv lock` if pyproject.toml changed since uv.lock was written.")
+                      f"{result.stderr.strip()[-2000:]}\nRun `uv lock` if pyproject.toml changed since uv.lock was "
+                      "written.")
     return result.stdout
 
 
 def export_requirements(root: Path | None = None) -> str:
-    """Return the runtime pins of `uv.lock` as requirements text (no hashes, no dev group, ft itself left out)."""
-    return run_uv(EXPORT_ARGS, root or project_root())
+    """Return the runtime pins of `uv.lock` as requirements text (no hashes, no dev group, ft itself left out).
+
+    Raise FtError when uv.lock no longer matches pyproject.toml: `--frozen` would export the stale lock as it is.
+    """
+    root = root or project_root()
+    check = subprocess.run([uv_executable(), "lock", "--check", "--offline"], cwd=root, capture_output=True, text=True)
+    if check.returncode != 0:
+        raise FtError(f"{root / 'uv.lock'} does not match pyproject.toml, so the job would install other versions "
+                      f"than the ones declared. Run `uv lock` (and `uv sync`), then submit again.\n"
+                      f"{check.stderr.strip()[-1000:]}")
+    return run_uv(EXPORT_ARGS, root)
 
 
 def parse_pins(requirements: str) -> list[Pin]:

@@ -65,7 +65,7 @@ class JobSpec:
 
     run_name: str
     flavor: str
-    timeout_s: int
+    timeout_s: int | None  # None only in a dry run that could not estimate the training time
     nproc: int
     hub_repo: str
     command: list[str]
@@ -81,8 +81,9 @@ class JobSpec:
 
     def volume(self) -> dict:
         """Return the volume as the Jobs API receives it (`huggingface_hub.Volume.to_dict`)."""
-        volume = {"type": "dataset", "source": self.inputs_repo or f"{self.namespace or '<namespace>'}/{INPUTS_REPO_NAME}",
-                  "mountPath": INPUTS_MOUNT, "readOnly": True, "path": self.inputs_path}
+        source = self.inputs_repo or f"{self.namespace or '<namespace>'}/{INPUTS_REPO_NAME}"
+        volume = {"type": "dataset", "source": source, "mountPath": INPUTS_MOUNT, "readOnly": True,
+                  "path": self.inputs_path}
         volume["revision"] = self.inputs_revision or "<commit of the upload>"
         return volume
 
@@ -168,7 +169,8 @@ def rewrite_data_paths(tree: dict, rewrite) -> None:
 def existing_path(key: str, path: str) -> Path:
     local = Path(path).expanduser()
     if not local.exists():
-        raise FtError(f"{key}: {path}: data file not found. Check the path (relative paths start at the current folder).")
+        raise FtError(f"{key}: {path}: data file not found. Check the path (relative paths start at the current "
+                      "folder).")
     return local.resolve()
 
 
@@ -215,10 +217,11 @@ def build_job_config(loaded: LoadedConfig, run_name: str, hub_repo: str) -> tupl
     rewrite_data_paths(tree, to_inputs)
     tree["output"].update(dir=JOB_OUTPUT_DIR, run_name=run_name, push_to_hub=True, hub_repo=hub_repo)
     training = tree["training"]
-    if "save_every_minutes" in training and not training["save_every_steps"] and not training["save_every_minutes"]:
+    if not training["save_every_steps"] and not training["save_every_minutes"]:
         training["save_every_minutes"] = JOB_SAVE_EVERY_MINUTES
     header = (f"ft submit {loaded.path}: the resolved config of job run {run_name}.\n"
-              f"Local data files were uploaded with it and are read from {INPUTS_MOUNT}; the run is pushed to {hub_repo}.")
+              f"Local data files were uploaded with it and are read from {INPUTS_MOUNT}. The run is pushed to "
+              f"{hub_repo}.")
     return dump_config(tree, header), files
 
 
@@ -246,7 +249,7 @@ def describe_spec(spec: JobSpec) -> str:
         f"image: {spec.image}",
         f"command: {json.dumps(spec.command)}",
         f"flavor: {spec.flavor} ({spec.nproc} training process{'es' if spec.nproc > 1 else ''})",
-        f"timeout: {spec.timeout_s} s",
+        f"timeout: {spec.timeout_s} s" if spec.timeout_s else "timeout: set from the estimate at submit",
         "environment: " + ", ".join(f"{key}={value}" for key, value in spec.environment.items()),
         f"secrets (names only): {', '.join(spec.secret_names)}",
         "labels: " + ", ".join(f"{key}={value}" for key, value in spec.labels.items()),

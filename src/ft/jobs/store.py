@@ -7,10 +7,12 @@ serialises (the busy timeout makes a writer wait instead of failing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def job_folder(job_id: str) -> Path:
 
 @dataclass
 class JobRecord:
-    """One submitted job, on either backend. Holds no secret: the token is never part of a record."""
+    """One submitted job, on either backend. It contains no secret: the token is never part of a record."""
 
     id: str
     backend: str  # hf | local
@@ -67,6 +69,12 @@ class JobRecord:
 
 
 COLUMNS = [item.name for item in fields(JobRecord)]
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, backend TEXT NOT NULL, run_name TEXT, config_path TEXT, "
+    "stage TEXT, message TEXT, flavor TEXT, timeout_s INTEGER, namespace TEXT, hub_repo TEXT, url TEXT, run_dir TEXT, "
+    "log_path TEXT, pid INTEGER, child_pgid INTEGER, exit_code INTEGER, cancel_requested INTEGER, created_at REAL, "
+    "updated_at REAL, started_at REAL, finished_at REAL, spec TEXT)"
+)
 
 
 class JobStore:
@@ -75,17 +83,18 @@ class JobStore:
     def __init__(self, path: Path | None = None):
         self.path = path or ft_home() / "jobs.db"
 
-    def connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """Yield a connection; commit when the block succeeds, roll back when it raises, close in both cases."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         connection.row_factory = sqlite3.Row
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, backend TEXT NOT NULL, run_name TEXT, "
-            "config_path TEXT, stage TEXT, message TEXT, flavor TEXT, timeout_s INTEGER, namespace TEXT, "
-            "hub_repo TEXT, url TEXT, run_dir TEXT, log_path TEXT, pid INTEGER, child_pgid INTEGER, "
-            "exit_code INTEGER, cancel_requested INTEGER, created_at REAL, updated_at REAL, started_at REAL, "
-            "finished_at REAL, spec TEXT)")
-        return connection
+        try:
+            with connection:
+                connection.execute(SCHEMA)
+                yield connection
+        finally:
+            connection.close()
 
     def add(self, record: JobRecord) -> None:
         row = to_row(record)
@@ -112,6 +121,8 @@ class JobStore:
 
     def find(self, job_id: str) -> JobRecord | None:
         """Return the job whose id is `job_id` or starts with it; None when there is none."""
+        if not self.path.exists():
+            return None
         with self.connect() as connection:
             rows = connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
             if not rows:
@@ -120,7 +131,8 @@ class JobStore:
                                           (escaped + "%",)).fetchall()
         if len(rows) > 1:
             ids = ", ".join(row["id"] for row in rows[:5])
-            raise FtError(f"job id {job_id!r} is ambiguous: it starts {len(rows)} job ids ({ids}). Give more of the id.")
+            raise FtError(f"job id {job_id!r} is ambiguous: {len(rows)} job ids start with it ({ids}). Give more of "
+                          "the id.")
         return from_row(rows[0]) if rows else None
 
     def get(self, job_id: str) -> JobRecord:
@@ -130,12 +142,16 @@ class JobStore:
         return record
 
     def all(self, limit: int | None = None) -> list[JobRecord]:
+        if not self.path.exists():
+            return []
         query = "SELECT * FROM jobs ORDER BY created_at DESC"
         with self.connect() as connection:
             rows = connection.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [from_row(row) for row in rows]
 
     def ids(self) -> set[str]:
+        if not self.path.exists():
+            return set()
         with self.connect() as connection:
             return {row["id"] for row in connection.execute("SELECT id FROM jobs")}
 

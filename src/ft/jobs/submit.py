@@ -7,6 +7,7 @@ skipped, and prints the exact job spec.
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 import time
@@ -18,7 +19,7 @@ from ft.config import LoadedConfig, load_config
 from ft.errors import FtError
 from ft.jobs import JobFailed
 from ft.jobs import hardware, hf, local
-from ft.jobs.checks import CheckReport, check_data
+from ft.jobs.checks import CheckReport, check_data, hub_offline
 from ft.jobs.pins import export_requirements, find_pin, parse_pins, select_pins, wheel_name
 from ft.jobs.spec import (CONFIG_FILE, JOB_PYTHON, JOB_SAVE_EVERY_MINUTES, REQUIREMENTS_FILE, RUN_SCRIPT, InputFile,
                           JobSpec, build_job_config, describe_spec, job_command, job_labels, render_run_script,
@@ -77,47 +78,16 @@ def submit_hf(loaded: LoadedConfig, options: SubmitOptions, write) -> int:
     mode = " (dry run: nothing is uploaded or submitted)" if options.dry_run else ""
     write(f"ft submit {loaded.path} -> Hugging Face Jobs{mode}\nchecks:")
     report = CheckReport(write=write)
-    report.ok(f"config {loaded.path} is valid")
-    require_hub_model(loaded)
-    hub_repo = output_repo(loaded, options.dry_run, report)
-    flavor, guess = check_hardware(loaded, options.flavor, report)
-    timeout = hardware.choose_timeout(options.timeout, guess.time_s)
-    report.ok(f"timeout {timeout.seconds} s ({hardware.format_duration(timeout.seconds)}): {timeout.reason}")
-    if timeout.warning:
-        report.warn(timeout.warning)
-    check_data(loaded, report, offline=options.dry_run)
-    spec = build_spec(loaded, flavor, timeout.seconds, hub_repo, options.namespace, report)
-
+    spec = plan_hf_job(loaded, options, report)
     if options.dry_run:
         return print_dry_run(spec, report, write)
 
     token = hf.read_token()
     api = hf.make_api(token)
-    identity = hf.confirm_identity(api)
-    report.ok(f"token of {identity.name} (role {identity.role or 'unknown'})")
-    if options.namespace and options.namespace not in (identity.name, *identity.orgs):
-        raise FtError(f"--namespace {options.namespace}: it is neither the token's user {identity.name!r} nor one of "
-                      f"its organizations ({', '.join(identity.orgs) or 'none'}).")
-    spec.namespace = options.namespace or identity.name
-    spec.inputs_repo = hf.inputs_repo_id(spec.namespace)
-    hf.confirm_write_access(api, identity, hub_repo, "model", loaded.config.output.private)
-    report.ok(f"write access to output.hub_repo {hub_repo}")
-    hf.confirm_write_access(api, identity, spec.inputs_repo, "dataset", private=True)
-
-    with tempfile.TemporaryDirectory(prefix="ft-submit-") as folder:
-        from ft.jobs.pins import build_wheel
-
-        wheel = build_wheel(Path(folder))
-        expected = spec.file(wheel_name(__version__))
-        if wheel.name != expected.path:
-            raise FtError(f"`uv build` wrote {wheel.name}, but the running ft is version {__version__}. Run `uv sync` "
-                          "so that the installed ft matches pyproject.toml, then submit again.")
-        expected.source = wheel
-        spec.inputs_revision = hf.upload_inputs(api, spec)
-    report.ok(f"inputs uploaded to {spec.inputs_repo}/{spec.inputs_path} (commit {spec.inputs_revision[:12]})")
-
+    confirm_account(api, loaded, options.namespace, spec, report)
+    upload_inputs(api, spec, report)
     if options.check:
-        run_check_job(api, spec, token, write)
+        run_check_job(api, loaded, spec, token, write)
     info = hf.start_job(api, spec, token)
     store = JobStore()
     record = hf.record_from_info(info, spec, str(loaded.path))
@@ -127,6 +97,46 @@ def submit_hf(loaded: LoadedConfig, options: SubmitOptions, write) -> int:
         return 0
     return follow_to_end(record, write, lambda: hf.follow_logs(api, record, write),
                          lambda: hf.refresh(api, store, record))
+
+
+def plan_hf_job(loaded: LoadedConfig, options: SubmitOptions, report: CheckReport) -> JobSpec:
+    """Run every check that needs no network and return the job spec (not yet uploaded, no namespace yet)."""
+    report.ok(f"config {loaded.path} is valid")
+    require_hub_model(loaded)
+    hub_repo = output_repo(loaded, options.dry_run, report)
+    flavor, guess = check_hardware(loaded, options.flavor, report, offline=options.dry_run)
+    timeout = choose_timeout(options.timeout, guess, report)
+    check_data(loaded, report, offline=options.dry_run)
+    return build_spec(loaded, flavor, timeout, hub_repo, options.namespace, report)
+
+
+def confirm_account(api, loaded: LoadedConfig, namespace: str | None, spec: JobSpec, report: CheckReport) -> None:
+    """Check the token, the namespace and write access to both repos; set the spec's namespace and inputs repo."""
+    identity = hf.confirm_identity(api)
+    report.ok(f"token of {identity.name} (role {identity.role or 'unknown'})")
+    if namespace and namespace not in (identity.name, *identity.orgs):
+        raise FtError(f"--namespace {namespace}: it is neither the token's user {identity.name!r} nor one of its "
+                      f"organizations ({', '.join(identity.orgs) or 'none'}).")
+    spec.namespace = namespace or identity.name
+    spec.inputs_repo = hf.inputs_repo_id(spec.namespace)
+    hf.confirm_write_access(api, identity, spec.hub_repo, "model", loaded.config.output.private)
+    report.ok(f"write access to output.hub_repo {spec.hub_repo}")
+    hf.confirm_write_access(api, identity, spec.inputs_repo, "dataset", private=True)
+
+
+def upload_inputs(api, spec: JobSpec, report: CheckReport) -> None:
+    """Build the ft wheel and upload every input in one commit; set the spec's inputs revision."""
+    from ft.jobs.pins import build_wheel
+
+    with tempfile.TemporaryDirectory(prefix="ft-submit-") as folder:
+        wheel = build_wheel(Path(folder))
+        expected = spec.file(wheel_name(__version__))
+        if wheel.name != expected.path:
+            raise FtError(f"`uv build` wrote {wheel.name}, but the running ft is version {__version__}. Run `uv sync` "
+                          "so that the installed ft matches pyproject.toml, then submit again.")
+        expected.source = wheel
+        spec.inputs_revision = hf.upload_inputs(api, spec)
+    report.ok(f"inputs uploaded to {spec.inputs_repo}/{spec.inputs_path} (commit {spec.inputs_revision[:12]})")
 
 
 def output_repo(loaded: LoadedConfig, dry_run: bool, report: CheckReport) -> str:
@@ -140,29 +150,59 @@ def output_repo(loaded: LoadedConfig, dry_run: bool, report: CheckReport) -> str
     return placeholder
 
 
-def check_hardware(loaded: LoadedConfig, requested: str, report: CheckReport):
-    """Return the flavor and the planner's estimate for it, after the precision and memory checks."""
-    flavor = hardware.choose_flavor(loaded) if requested == "auto" else requested
-    info = hardware.flavor_info(flavor)
-    problem = hardware.precision_problem(loaded, flavor)
-    if problem:
-        raise FtError(f"{loaded.path}: {problem}")
-    guess = hardware.estimate(loaded, flavor)
+def check_hardware(loaded: LoadedConfig, requested: str, report: CheckReport, offline: bool):
+    """Return the flavor and the planner's estimate for it (None when a dry run cannot estimate offline).
+
+    Precision, method and memory are checked against the flavor before anything is submitted.
+    """
+    with hub_offline(offline):
+        if requested == "auto":
+            flavor, guess = hardware.choose_flavor(loaded)
+        else:
+            flavor, guess = requested, None
+        info = hardware.flavor_info(flavor)
+        problem = hardware.precision_problem(loaded, flavor)
+        if problem:
+            raise FtError(f"{loaded.path}: {problem}")
+        report.ok(f"model.precision {loaded.config.model.precision} and training.method "
+                  f"{loaded.config.training.method} run on {flavor}")
+        if guess is None:
+            try:
+                guess = hardware.estimate(loaded, flavor)
+            except FtError as err:
+                if not offline:
+                    raise
+                report.skip(f"memory and time estimate on {flavor}: {err}")
+                return flavor, None
     hardware.check_fits(loaded, flavor, guess)
     picked = " (picked by --flavor auto: the cheapest flavor that fits)" if requested == "auto" else ""
-    time_part = f"{hardware.format_duration(guess.time_s)}" if guess.time_s is not None else "unknown"
-    cost_part = f", about ${guess.cost_usd:.2f}" if guess.cost_usd is not None else ""
-    report.ok(f"flavor {flavor}{picked}: {info.gpus} GPU(s), needs about {guess.peak_memory_gb:.1f} GB per device; "
-              f"estimated training time {time_part}{cost_part} (estimates from `ft plan`)")
-    report.ok(f"model.precision {loaded.config.model.precision} runs on {flavor}")
+    job_cost = (guess.time_s + hardware.STARTUP_S) * info.price_per_hour_usd / 3600
+    training = f"{hardware.format_duration(guess.time_s)} ({hardware.format_usd(guess.cost_usd)})"
+    report.ok(f"flavor {flavor}{picked}: {info.gpus} GPU(s); needs about {guess.peak_memory_gb:.1f} GB per device; "
+              f"estimated training time {training}, about {hardware.format_usd(job_cost)} with "
+              f"{hardware.STARTUP_S // 60} min of start-up at ${info.price_per_hour_usd:.2f}/h "
+              "(estimates from `ft plan`)")
     return flavor, guess
 
 
-def build_spec(loaded: LoadedConfig, flavor: str, timeout_s: int, hub_repo: str, namespace: str | None,
+def choose_timeout(requested: str, guess, report: CheckReport) -> int | None:
+    """Return the job timeout in seconds; None only in a dry run that could not estimate the training time."""
+    if guess is None and requested == "auto":
+        report.skip("timeout: `auto` is sized from the estimate, which a real submit makes online")
+        return None
+    timeout = hardware.choose_timeout(requested, guess.time_s if guess else None)
+    report.ok(f"timeout {timeout.seconds} s ({hardware.format_duration(timeout.seconds)}): {timeout.reason}")
+    if timeout.warning:
+        report.warn(timeout.warning)
+    return timeout.seconds
+
+
+def build_spec(loaded: LoadedConfig, flavor: str, timeout_s: int | None, hub_repo: str, namespace: str | None,
                report: CheckReport) -> JobSpec:
     run_name = default_run_name(loaded)
     config_text, data_files = build_job_config(loaded, run_name, hub_repo)
-    if not loaded.config.training.save_every_steps and not getattr(loaded.config.training, "save_every_minutes", 1):
+    training = loaded.config.training
+    if not training.save_every_steps and not training.save_every_minutes:
         report.ok(f"checkpoints: training.save_every_minutes {JOB_SAVE_EVERY_MINUTES:g} in the job, which pushes each "
                   "checkpoint to output.hub_repo, because the config sets no checkpoint interval")
     requirements = export_requirements()
@@ -199,22 +239,37 @@ def print_dry_run(spec: JobSpec, report: CheckReport, write) -> int:
     return 0
 
 
-def run_check_job(api, spec: JobSpec, token: str, write) -> None:
+def run_check_job(api, loaded: LoadedConfig, spec: JobSpec, token: str, write) -> None:
     """Run `ft doctor` in the job's image on cpu-basic and wait for it. Raise JobFailed unless it completes."""
     from dataclasses import replace
 
     check = replace(spec, flavor=CHECK_FLAVOR, timeout_s=CHECK_TIMEOUT_S, nproc=1,
-                    command=job_command(1)[:-1] + ["doctor"], labels={**spec.labels, "ft-check": "doctor"})
+                    command=job_command(1)[:-1] + ["doctor", *cpu_check_overrides(loaded)],
+                    labels={**spec.labels, "ft-check": "doctor"})
     info = hf.start_job(api, check, token)
     write(f"check job {info.id} on {CHECK_FLAVOR}: ft doctor in the job's image ({info.url})")
     record = JobRecord(id=info.id, backend="hf", run_name=spec.run_name, config_path="", namespace=spec.namespace)
     stage = hf.follow_logs(api, record, write)
     info = hf.inspect(api, record)
     if info.status.stage != "COMPLETED":
-        raise JobFailed(f"the check job {info.id} ended {stage}" + (f" ({info.status.message})" if info.status.message
-                        else "") + ". Its log is above; fix the problem and submit again. The training job was not "
-                        "started.")
+        detail = f" ({info.status.message})" if info.status.message else ""
+        raise JobFailed(f"the check job {info.id} ended {stage}{detail}. Its log is above; fix the problem and submit "
+                        "again. The training job was not started.")
     write(f"check job {info.id}: COMPLETED")
+
+
+def cpu_check_overrides(loaded: LoadedConfig) -> list[str]:
+    """Return `--set` arguments that let `ft doctor` pass on a CPU the settings that need the job's GPU.
+
+    The precision and the method were already checked against the training flavor. On cpu-basic, doctor would fail
+    float16 and qlora because there is no GPU, so the check job runs them as `auto` and `lora`.
+    """
+    overrides = []
+    if loaded.config.model.precision == "float16":
+        overrides += ["--set", "model.precision=auto"]
+    if loaded.config.training.method == "qlora":
+        overrides += ["--set", "training.method=lora"]
+    return overrides
 
 
 # ---- local ----------------------------------------------------------------------------------------------------------
@@ -225,6 +280,9 @@ def submit_local(loaded: LoadedConfig, options: SubmitOptions, write) -> int:
     write(f"ft submit {loaded.path} -> local background job{mode}\nchecks:")
     report = CheckReport(write=write)
     report.ok(f"config {loaded.path} is valid")
+    if os.name != "posix":
+        raise FtError("--backend local needs POSIX process groups (Linux or macOS), to stop the training with its "
+                      "checkpoint. Run `ft train CONFIG` in a terminal instead.")
     if options.flavor != "auto":
         report.warn(f"--flavor {options.flavor} has no effect with --backend local; the job runs on this machine")
     timeout_s = None if options.timeout == "auto" else hardware.parse_timeout(options.timeout)

@@ -45,6 +45,7 @@ class Device:
     flops_per_s: dict[str, float]  # sustained rate per training dtype, per process
     overhead_bytes: float
     speed_source: str
+    allocator_factor: float = 1.0  # see memory_parts
 
 
 @dataclass
@@ -181,7 +182,8 @@ def host_overhead(workload: Workload) -> float:
 def local_device(workload: Workload) -> Device:
     rate = workload.cpu.flops_per_s
     return Device(LOCAL, LOCAL_LABEL, None, False, False, 1, local_memory_bytes(), 0.0,
-                  {"float32": rate, "bfloat16": rate, "float16": rate}, host_overhead(workload), workload.cpu.source)
+                  {"float32": rate, "bfloat16": rate, "float16": rate}, host_overhead(workload), workload.cpu.source,
+                  workload.cpu.allocator_factor)
 
 
 def flavor_device(workload: Workload, flavor: Flavor) -> Device:
@@ -190,7 +192,8 @@ def flavor_device(workload: Workload, flavor: Flavor) -> Device:
         rate = workload.cpu.flops_per_s / (os.cpu_count() or 1) * flavor.cpus
         return Device(flavor.name, flavor.name, flavor, False, False, 1, flavor.ram_gb * 1e9,
                       flavor.price_per_hour_usd, {"float32": rate, "bfloat16": rate, "float16": rate},
-                      host_overhead(workload), f"this machine's rate per core x {flavor.cpus} vCPUs")
+                      host_overhead(workload), f"this machine's rate per core x {flavor.cpus} vCPUs",
+                      workload.cpu.allocator_factor)
     spec = ACCELERATORS[flavor.accelerator]
     efficiency, source = gpu_efficiency(flavor.accelerator)
     rates = {dtype: tflops * 1e12 * efficiency for dtype, tflops in spec.peak_tflops.items()}
@@ -202,7 +205,7 @@ def flavor_device(workload: Workload, flavor: Flavor) -> Device:
 def blocked_reason(cfg: Config, device: Device, s: RunSettings) -> str | None:
     """Why ft train cannot run the config on the device (mirrors ft.model.choose_dtype and the qlora check)."""
     if s.dtype == "bfloat16" and device.on_gpu and not device.supports_bf16:
-        return f"no bfloat16 on {device.flavor.accelerator}"
+        return f"no bfloat16 ({device.flavor.accelerator})"
     if cfg.model.precision == "float16" and not device.on_gpu:
         return "float16 needs a CUDA GPU"
     if cfg.training.method == "qlora" and not device.on_gpu:
@@ -219,7 +222,7 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
     steps, micro_batches = count_steps(rows_used, cfg.training.epochs, cfg.training.max_steps, s, device.devices)
     orders = simulate_order(train_rows, micro_batches, arch, s, cfg.training.seed)
 
-    parts = peak_memory(arch, s, orders, device.overhead_bytes)
+    parts = peak_memory(arch, s, orders, device.overhead_bytes, device.allocator_factor)
     simulated = [batch for order in orders for batch in order]
     mean_flops = statistics.fmean(training_flops(arch, s, b) for b in simulated) if simulated else 0.0
     train_flops = mean_flops * micro_batches
@@ -246,11 +249,13 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
     )
 
 
-def peak_memory(arch: Architecture, s: RunSettings, orders: list[list[MicroBatch]], overhead: float) -> MemoryParts:
+def peak_memory(arch: Architecture, s: RunSettings, orders: list[list[MicroBatch]], overhead: float,
+                allocator_factor: float) -> MemoryParts:
     """Average, over simulated data orders, the parts at each order's largest micro-batch."""
     if not orders:
-        return memory_parts(arch, s, MicroBatch(0, 0, 0, 0, 0, 0, 0), overhead)
-    worst = [max((memory_parts(arch, s, b, overhead) for b in order), key=lambda p: p.peak) for order in orders]
+        return memory_parts(arch, s, MicroBatch(0, 0, 0, 0, 0, 0, 0), overhead, allocator_factor)
+    worst = [max((memory_parts(arch, s, b, overhead, allocator_factor) for b in order), key=lambda p: p.peak)
+             for order in orders]
     averaged = {name: statistics.fmean(getattr(p, name) for p in worst) for name in vars(worst[0])}
     return MemoryParts(**averaged)
 

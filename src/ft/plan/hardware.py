@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ft.errors import FtError
 
@@ -123,6 +124,8 @@ def fetch_live_price_list(endpoint: str | None = None) -> PriceList | None:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    # The endpoint the reachability check used; huggingface_hub reads HF_ENDPOINT only when it is imported.
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     try:
         hardware = HfApi(endpoint=endpoint).list_jobs_hardware()
     except (HfHubHTTPError, OSError, ValueError, KeyError) as err:
@@ -203,7 +206,3 @@ def flavor_named(name: str, price_list: PriceList) -> Flavor:
         raise FtError(f"--flavor {name!r} is not a known Hugging Face Jobs flavor. Known flavors: "
                       f"{', '.join(price_list.flavors)}.")
     return price_list.flavors[name]
-
-
-def with_price(flavor: Flavor, price_per_hour_usd: float) -> Flavor:
-    return replace(flavor, price_per_hour_usd=price_per_hour_usd)

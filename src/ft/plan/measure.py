@@ -21,6 +21,7 @@ from ft.errors import FtError
 CALIBRATION_STEPS = 4
 MATMUL_SIZE = 1024
 MATMUL_SECONDS = 1.5
+MAX_ALLOCATOR_FACTOR = 4.0
 
 
 def calibrate(loaded: LoadedConfig) -> dict:
@@ -29,31 +30,44 @@ def calibrate(loaded: LoadedConfig) -> dict:
 
     from ft.plan.calibration import calibration_path, record
     from ft.plan.hardware import ACCELERATORS
+    from ft.plan.memory import HOST_BYTES_PER_DATA_TOKEN
     from ft.train import prepare_run
 
-    cfg = short_config(loaded)
-    if cfg.config.training.threads:
-        torch.set_num_threads(cfg.config.training.threads)
+    short = short_config(loaded)
+    if short.config.training.threads:
+        torch.set_num_threads(short.config.training.threads)
     accelerator = gpu_model(torch) if torch.cuda.is_available() else None
-    prepared = prepare_run(cfg)
-    base_bytes = current_rss_bytes() - prepared.train.tokens * 50
+    prepared = prepare_run(short)
+    data_bytes = prepared.train.tokens * HOST_BYTES_PER_DATA_TOKEN
+    base_bytes = max(current_rss_bytes() - data_bytes, 0.0)
 
-    steps = timed_steps(cfg, prepared)
-    settings, arch = plan_inputs(cfg, torch)
+    steps = timed_steps(short, prepared)
+    settings, arch = plan_inputs(short, torch)
     flops = sum(training_flops_of(rows, arch, settings) for rows in steps["micro_batches"])
-    if accelerator:
-        peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12
-    else:
-        peak = matmul_rate(torch)
-    achieved = flops / steps["seconds"]
+    peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12 if accelerator else matmul_rate(torch)
     entry = {
-        "device": accelerator or "cpu", "peak_flops": round(peak), "efficiency": round(achieved / peak, 4),
-        "base_memory_gb": round(max(base_bytes, 0) / 1e9, 3), "model": cfg.config.model.name,
+        "device": accelerator or "cpu", "peak_flops": round(peak),
+        "efficiency": round(flops / steps["seconds"] / peak, 4), "model": short.config.model.name,
         "tokens_per_s": round(steps["tokens"] / steps["seconds"], 1), "timed_steps": CALIBRATION_STEPS - 1,
         "threads": torch.get_num_threads(), "measured_peak_memory_gb": round(steps["peak_bytes"] / 1e9, 3),
     }
+    if accelerator is None:
+        entry["base_memory_gb"] = round(base_bytes / 1e9, 3)
+        entry["allocator_factor"] = round(allocator_factor(arch, settings, steps, base_bytes + data_bytes), 3)
     record(entry, accelerator)
     return {**entry, "path": str(calibration_path())}
+
+
+def allocator_factor(arch, settings, steps: dict, overhead: float) -> float:
+    """Return how much more resident memory the process took than its live activations and logits needed."""
+    from ft.plan.batches import make_micro_batch
+    from ft.plan.memory import memory_parts
+
+    batches = [make_micro_batch(rows, arch, settings) for rows in steps["all_micro_batches"]]
+    parts = max((memory_parts(arch, settings, b, overhead) for b in batches), key=lambda p: p.peak)
+    dynamic = parts.activations + parts.logits
+    factor = 1 + (steps["peak_bytes"] - parts.peak) / dynamic if dynamic else 1.0
+    return min(max(factor, 1.0), MAX_ALLOCATOR_FACTOR)
 
 
 def short_config(loaded: LoadedConfig) -> LoadedConfig:
@@ -113,6 +127,7 @@ def timed_steps(loaded: LoadedConfig, prepared) -> dict:
     return {
         "seconds": step_ends[-1] - step_ends[0],
         "micro_batches": timed,
+        "all_micro_batches": collated,
         "tokens": sum(length for rows in timed for length, _ in rows),
         "peak_bytes": peak_memory_bytes(),
     }
@@ -173,5 +188,5 @@ def describe_calibration(result: dict) -> str:
     peak = "float32 matmul" if result["device"] == "cpu" else "data-sheet peak"
     return (f"calibrated {device}: {peak} {result['peak_flops'] / 1e9:.0f} GFLOP/s; {result['timed_steps']} timed "
             f"training steps of {result['model']} at {result['tokens_per_s']:.0f} tokens/s reach "
-            f"{result['efficiency']:.2f} of it; memory before the model loads {result['base_memory_gb']:.2f} GB. "
+            f"{result['efficiency']:.2f} of it; peak memory {result['measured_peak_memory_gb']:.2f} GB. "
             f"Stored in {result['path']}.")

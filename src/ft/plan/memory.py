@@ -173,17 +173,20 @@ def mask_bytes(arch: Architecture, s: RunSettings, batch: MicroBatch) -> float:
     return batch.mask_elements + layers * per_layer
 
 
-def memory_parts(arch: Architecture, s: RunSettings, batch: MicroBatch, overhead: float) -> MemoryParts:
+def memory_parts(arch: Architecture, s: RunSettings, batch: MicroBatch, overhead: float,
+                 allocator_factor: float = 1.0) -> MemoryParts:
     """Memory by part for the micro-batch, and the peak.
 
     The peak is the static parts plus the larger of two moments: the start of the backward pass (activations and
     logits, plus gradients held over from earlier micro-batches of the step), and the optimizer step (all gradients
-    plus one temporary of the trained parameters' size).
+    plus one temporary of the trained parameters' size). `allocator_factor` scales the activations and logits for
+    memory the allocator holds without handing it out; the extra is counted as overhead.
     """
     static = static_memory(arch, s)
     activations, logits = activation_bytes(arch, s, batch)
     held = static["gradients"] if s.micro_batches_per_step > 1 else 0.0
     step_temporary = static["gradients"]
+    overhead += (allocator_factor - 1) * (activations + logits)
     peak = (static["weights"] + static["adapter"] + static["optimizer"] + overhead
             + max(activations + logits + held, static["gradients"] + step_temporary))
     return MemoryParts(static["weights"], static["adapter"], static["gradients"], static["optimizer"],

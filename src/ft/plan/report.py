@@ -13,6 +13,12 @@ from ft.plan.warnings import format_duration
 PART_NAMES = [name for name in MemoryParts.__dataclass_fields__ if name != "peak"]
 
 
+def format_usd(value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.4f}"
+
+
 def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -103,7 +109,7 @@ def table_lines(estimates: list[FlavorEstimate]) -> list[str]:
     lines = [header, "-" * len(header)]
     for e in estimates:
         fits = "no" if not e.fits else "yes"
-        cost = "-" if e.flavor == LOCAL or not math.isfinite(e.cost_usd) else f"{e.cost_usd:.2f}"
+        cost = "-" if e.flavor == LOCAL else format_usd(e.cost_usd)
         gpus = str(e.gpus) if e.gpus else "-"
         line = (f"{e.label:<20} {gpus:>4} {e.dtype:<9} {fits:<4} {e.peak_memory_gb:>8.2f} {e.device_memory_gb:>7.0f} "
                 f"{e.steps:>6} {format_duration(e.time_s):>12} {cost:>9}")
@@ -131,10 +137,11 @@ def choice_lines(report: PlanReport) -> list[str]:
     if report.cheapest is None:
         return ["no flavor fits this run; see the warnings."]
     cheapest = report.estimate(report.cheapest)
-    lines = [f"cheapest that fits: {cheapest.flavor} (about ${cheapest.cost_usd:.2f}, {format_duration(cheapest.time_s)})"]
+    lines = [f"cheapest that fits: {cheapest.flavor} (about ${format_usd(cheapest.cost_usd)}, "
+             f"{format_duration(cheapest.time_s)})"]
     if report.fastest and report.fastest != report.cheapest:
         fastest = report.estimate(report.fastest)
-        lines.append(f"fastest within twice that cost: {fastest.flavor} (about ${fastest.cost_usd:.2f}, "
+        lines.append(f"fastest within twice that cost: {fastest.flavor} (about ${format_usd(fastest.cost_usd)}, "
                      f"{format_duration(fastest.time_s)})")
     lines.append(f"prices: {report.prices_source}; times exclude the job's start-up (image, install, download).")
     return lines

@@ -102,9 +102,12 @@ def checkpointing_advice(report: PlanReport, price_list: PriceList) -> list[str]
     cfg = workload.cfg
     if cfg.training.gradient_checkpointing or cfg.training.method == "full":
         return []
-    reference = report.estimate(report.cheapest) if report.cheapest else max(
-        (e for e in report.estimates if e.flavor != LOCAL), key=lambda e: e.peak_memory_gb, default=None)
-    if reference is None:
+    gpus = [e for e in report.estimates if e.gpus and not e.blocked]
+    if report.cheapest:
+        reference = report.estimate(report.cheapest)
+    elif gpus:
+        reference = max(gpus, key=lambda e: (e.device_memory_gb, -e.cost_usd))  # the largest GPU
+    else:
         return []
     activations = reference.memory_gb["activations"] + reference.memory_gb["logits"]
     if activations < ACTIVATION_SHARE_FOR_ADVICE * reference.peak_memory_gb:
