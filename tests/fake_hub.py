@@ -115,9 +115,6 @@ class FakeHub:
             self.server.shutdown()
             self.server.server_close()
 
-    def received_bytes(self) -> bytes:
-        return b"\n".join(body for _, _, body in self.requests)
-
 
 class HubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -18,11 +18,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ft.errors import FtError
+from ft.errors import STOP_EXIT_CODE, FtError  # noqa: F401  (STOP_EXIT_CODE is re-exported for callers)
 from ft.outputs import fsync_tree, write_json_atomic
 
 MANIFEST = "ft_checkpoint.json"
-STOP_EXIT_CODE = 143  # 128 + SIGTERM, what shells and job runners expect from a process stopped by SIGTERM
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 

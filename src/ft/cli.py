@@ -20,6 +20,8 @@ from ft.errors import FtError
 # torch nor transformers at the top: the parser is built on every `ft` call.
 PLUGGED_COMMANDS: list[tuple[str, str, str]] = [
     ("doctor", "ft.doctor", "check the libraries, device, disk, Hub token, and a config's model and data"),
+    ("submit", "ft.jobs.submit_cli", "run a config as a Hugging Face Job or a local background job"),
+    ("jobs", "ft.jobs.jobs_cli", "follow, cancel and pull submitted jobs"),
 ]
 
 
@@ -79,12 +81,8 @@ def cmd_config_help(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ft.checkpoints import STOP_EXIT_CODE
     from ft.config import load_config
-    from ft.train import TrainingStopped, run_train
-
-    from ft.hub import PUSH_FAILED_EXIT_CODE, PushFailed
-
+    from ft.errors import PUSH_FAILED_EXIT_CODE, STOP_EXIT_CODE, PushFailed, TrainingStopped
     from ft.launch import is_worker, launch, rank
 
     loaded = load_config(args.config, args.overrides)
@@ -93,6 +91,8 @@ def cmd_train(args) -> int:
     if rank() != 0:
         # Only the first process logs; the others keep stderr for their own errors.
         sys.stdout = open(os.devnull, "w")
+    from ft.train import run_train
+
     try:
         run_train(loaded, resume=args.resume)
     except TrainingStopped as stopped:
@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
 def cmd_push(args) -> int:
     from pathlib import Path
 
-    from ft.hub import PUSH_FAILED_EXIT_CODE, PushFailed, check_write_access, push_run
+    from ft.errors import PUSH_FAILED_EXIT_CODE, PushFailed
+    from ft.hub import check_write_access, push_run
 
     run_dir = Path(args.run)
     if not (run_dir / "adapter").is_dir():
@@ -136,6 +137,10 @@ def quiet_libraries() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("transformers", "datasets", "huggingface_hub", "httpx", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not sys.stderr.isatty():
+        # Progress bars written to a log file (a background job, CI) are noise; the step lines carry the progress.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

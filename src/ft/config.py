@@ -131,11 +131,11 @@ class OutputSection(Section):
 
 
 class Config(Section):
-    model: ModelSection
-    data: DataSection
-    lora: LoraSection = Field(default_factory=LoraSection)
-    training: TrainingSection = Field(default_factory=TrainingSection)
-    output: OutputSection = Field(default_factory=OutputSection)
+    model: ModelSection = Field(description="The model to fine-tune; needs at least `name`.")
+    data: DataSection = Field(description="The training data; needs at least `train` (a file, folder or Hub id).")
+    lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapter settings.")
+    training: TrainingSection = Field(default_factory=TrainingSection, description="Optimisation and checkpoint settings.")
+    output: OutputSection = Field(default_factory=OutputSection, description="Where the run folder goes, and the Hub push.")
 
 
 @dataclass

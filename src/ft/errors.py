@@ -8,3 +8,15 @@ class FtError(Exception):
     """
 
     exit_code = 2
+
+
+STOP_EXIT_CODE = 143  # 128 + SIGTERM, what shells and job runners expect from a process stopped by SIGTERM
+PUSH_FAILED_EXIT_CODE = 3
+
+
+class TrainingStopped(Exception):
+    """Training stopped on SIGTERM or SIGINT after writing a checkpoint; the message says how to resume."""
+
+
+class PushFailed(Exception):
+    """The final push to the Hub failed; the message holds the command that retries it."""

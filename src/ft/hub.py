@@ -11,13 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ft.errors import FtError
-
-PUSH_FAILED_EXIT_CODE = 3
-
-
-class PushFailed(Exception):
-    """The final push failed; the message holds the command that retries it."""
+from ft.errors import PUSH_FAILED_EXIT_CODE, FtError, PushFailed  # noqa: F401  (re-exported for callers)
 
 
 def check_write_access(repo_id: str) -> str:

@@ -14,16 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft.config import LoadedConfig
-from ft.errors import FtError
+from ft.errors import FtError, TrainingStopped
 
 log = logging.getLogger("ft")
-
-
-class TrainingStopped(Exception):
-    """Training stopped on SIGTERM or SIGINT after writing a checkpoint."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
 
 
 @dataclass

@@ -129,7 +129,7 @@ class StepLogger(TrainerCallback):
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", dynamic_ncols=True,
-                            leave=False, file=sys.stderr)
+                            leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step_s is None:

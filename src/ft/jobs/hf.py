@@ -166,6 +166,8 @@ def start_job(api, spec: JobSpec, token: str):
     from huggingface_hub import Volume
     from huggingface_hub.errors import HfHubHTTPError
 
+    # NOTE: a private dataset volume with `path` and `revision` is built as huggingface_hub 2.4 documents it and was
+    # tested against a fake Hub only; `ft submit --check` is the cheap way to confirm the mount on a real account.
     volume = Volume(type="dataset", source=spec.inputs_repo, mount_path=INPUTS_MOUNT, revision=spec.inputs_revision,
                     read_only=True, path=spec.inputs_path)
     try:
@@ -221,6 +223,8 @@ def follow_logs(api, record: JobRecord, write=print, follow: bool = True) -> str
         try:
             for index, line in enumerate(api.fetch_job_logs(job_id=record.id, namespace=record.namespace,
                                                             follow=follow)):
+                # NOTE: counting assumes each new stream replays the whole log; a Hub that trimmed old lines
+                # would make the follower skip as many new ones.
                 if index >= shown:
                     write(line)
                     shown += 1

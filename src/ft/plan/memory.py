@@ -144,13 +144,14 @@ def layer_bytes_per_token(arch: Architecture, s: RunSettings, repeated_kv: bool)
 def activation_bytes(arch: Architecture, s: RunSettings, batch: MicroBatch) -> tuple[float, float]:
     """Return (activations, logits) in bytes for one micro-batch at the start of its backward pass."""
     b = s.element_bytes
-    repeated = batch.masked_layers > 0 and arch.num_kv_heads != arch.num_heads
-    per_layer = layer_bytes_per_token(arch, s, repeated) * batch.tokens
+    grouped = arch.num_kv_heads != arch.num_heads
+    masked = layer_bytes_per_token(arch, s, repeated_kv=grouped) * batch.tokens
+    unmasked = layer_bytes_per_token(arch, s, repeated_kv=False) * batch.tokens
     if s.gradient_checkpointing:
         # Checkpointing keeps each layer's input; the backward pass recomputes one layer at a time.
-        layers = arch.num_layers * b * arch.hidden_size * batch.tokens + per_layer
+        layers = arch.num_layers * b * arch.hidden_size * batch.tokens + (masked if batch.masked_layers else unmasked)
     else:
-        layers = arch.num_layers * per_layer
+        layers = batch.masked_layers * masked + (arch.num_layers - batch.masked_layers) * unmasked
 
     masks = mask_bytes(arch, s, batch)
     final_norm = norm_bytes(arch.hidden_size, s) * batch.tokens
