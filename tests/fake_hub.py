@@ -479,18 +479,10 @@ class CliResult:
 
 
 def run_ft(capsys, *args: str) -> CliResult:
-    """Run `ft ARGS` in this process through `ft.cli.main`, with `submit` and `jobs` plugged in."""
+    """Run `ft ARGS` in this process through `ft.cli.main`."""
     import ft.cli
 
-    plugged = {name for name, _, _ in ft.cli.PLUGGED_COMMANDS}
-    extra = [(name, module, name) for name, module in (("submit", "ft.jobs.submit_cli"), ("jobs", "ft.jobs.jobs_cli"))
-             if name not in plugged]
-    saved = list(ft.cli.PLUGGED_COMMANDS)
-    ft.cli.PLUGGED_COMMANDS[:] = saved + extra
     capsys.readouterr()
-    try:
-        code = ft.cli.main(list(args))
-    finally:
-        ft.cli.PLUGGED_COMMANDS[:] = saved
+    code = ft.cli.main(list(args))
     captured = capsys.readouterr()
     return CliResult(code, captured.out, captured.err)

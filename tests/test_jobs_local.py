@@ -183,7 +183,6 @@ def test_ps_imports_no_torch(tmp_path):
     import subprocess
 
     code = ("import sys, ft.cli\n"
-            "ft.cli.PLUGGED_COMMANDS.append(('jobs', 'ft.jobs.jobs_cli', 'jobs'))\n"
             "assert ft.cli.main(['jobs', 'ps']) == 0\n"
             "heavy = sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'transformers', 'peft'))\n"
             "print('heavy modules:', heavy)\n")

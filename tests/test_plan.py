@@ -217,6 +217,18 @@ def test_memory_parts_hand_calculation():
     assert round(parts.peak / 1e9, 3) == 3.052
 
 
+@pytest.mark.parametrize("name, peak_bytes", [
+    ("HuggingFaceTB/SmolLM2-135M", 3_052_333_568),
+    ("Qwen/Qwen2.5-0.5B", 5_793_375_872),
+    ("google/gemma-3-1b", 10_061_189_248),
+])
+def test_docs_worked_example_peaks(name, peak_bytes):
+    """The peaks docs/plan.md derives by hand: LoRA r=16, bfloat16, one 2,048-token row with 512 trained."""
+    arch = table_lookup(name)
+    s = settings("lora", "bfloat16")
+    assert memory_parts(arch, s, make_micro_batch([(2048, 512)], arch, s), overhead=0.75e9).peak == peak_bytes
+
+
 def test_checkpointing_keeps_layer_inputs_only():
     arch = table_lookup("HuggingFaceTB/SmolLM2-135M")
     plain = memory_parts(arch, settings("lora", "bfloat16"), make_micro_batch([(2048, 512)], arch, settings()), 0)
