@@ -4,9 +4,9 @@ Full run (on a quiet machine):     uv run --no-sync python bench/plan_accuracy.p
 Quick check that everything runs:  uv run --no-sync python bench/plan_accuracy.py --quick
 
 First `ft plan --calibrate` measures this machine once (on the first case). Then, for each case, `ft plan --json`
-predicts this machine's row ("local": peak_memory_gb and time_s, which covers training and the final evaluation),
-and `ft train` runs the same config and overrides in a subprocess; its summary.json gives peak_memory_gb (the
-process's peak resident memory on a CPU) and train_time_s. Targets: memory within 20%, time within 25%, and
+predicts this machine's row ("local": peak_memory_gb, and time_s for training plus the final evaluation). Then
+`ft train` runs the same config and overrides in a subprocess. Its summary.json gives peak_memory_gb (the process's
+peak resident memory on a CPU) and train_time_s. Targets: memory within 20%, time within 25%, and
 `ft plan` answering in under 5 s.
 
 Cases: the quickstart config, and the tool-use seed set (trace column, max_length 2048) at batch sizes 2 and 8,

@@ -134,6 +134,8 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     set_seed(cfg.training.seed)
     if cfg.training.method != "full":
         model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
+    elif cfg.training.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     from ft.launch import rank
 
     logger = StepLogger(run_dir / "metrics.jsonl", is_main=rank() == 0)
@@ -302,7 +304,14 @@ def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak
         "train_rows": len(prepared.train.examples),
         "model": cfg.model.name,
         "model_origin": prepared.source.origin,
+        "device": device_name(),
     }
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def closing_summary(summary: dict, run_dir: Path) -> str:

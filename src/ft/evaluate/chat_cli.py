@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ft.evaluate.cli import add_model_arguments, positive_int
+from ft.evaluate.cli import add_model_arguments, apply_threads, positive_int
 
 
 def add_conversation_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -37,6 +37,7 @@ def open_session(args: argparse.Namespace):
     if args.temperature < 0:
         raise FtError(f"--temperature {args.temperature}: must be 0 (greedy) or more.")
     tools = read_tools_file(args.tools) if args.tools else None
+    apply_threads(args)
     loaded = load_for_generation(args.model, args.precision, args.tool_call_style)
     return ChatSession(loaded, args.system, tools, args.max_new_tokens, args.temperature)
 

@@ -1,10 +1,11 @@
 """A decoder-only model's shapes and exact parameter counts, read from config.json, a GGUF header or a built-in table.
 
-Nothing here imports torch or transformers: `ft plan` must answer in seconds, before any weight is downloaded.
+Nothing here imports torch or transformers, because `ft plan` must return in seconds, before any weight is downloaded.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -89,15 +90,21 @@ def lora_parameter_count(arch: Architecture, r: int, target_modules) -> int:
 
     `all-linear` targets every Linear layer of the decoder layers but not the LM head, as PEFT does.
     """
-    shapes = arch.linear_shapes()
-    per_layer = sum(r * (i + o) for name, (i, o) in shapes.items() if name in lora_targets(target_modules))
+    return lora_count(arch, r, frozenset(lora_targets(target_modules)))
+
+
+@functools.lru_cache(maxsize=256)
+def lora_count(arch: Architecture, r: int, targets: frozenset[str]) -> int:
+    per_layer = sum(r * (i + o) for name, (i, o) in arch.linear_shapes().items() if name in targets)
     return arch.num_layers * per_layer
 
 
 def lora_targets(target_modules) -> set[str]:
-    """The projection names a LoRA target setting selects among LINEAR_NAMES."""
+    """Return the projection names among LINEAR_NAMES that a LoRA target setting selects."""
     if target_modules == "all-linear":
         return set(LINEAR_NAMES)
+    if isinstance(target_modules, frozenset):
+        return set(target_modules)
     names = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     return {name for name in names if name in LINEAR_NAMES}
 
@@ -231,7 +238,7 @@ BUILTIN_SHAPES: dict[str, Architecture] = {
     "meta-llama/Llama-3.2-1B": table_entry(2048, 16, 32, 8, 64, 8192, 128256, True, "llama"),
     "meta-llama/Llama-3.2-3B": table_entry(3072, 28, 24, 8, 128, 8192, 128256, True, "llama"),
     "meta-llama/Llama-3.1-8B": table_entry(4096, 32, 32, 8, 128, 14336, 128256, False, "llama"),
-    # The language model only: the Gemma 3 4B checkpoint also holds a vision tower that ft plan leaves out.
+    # The language model only: the Gemma 3 4B checkpoint also contains a vision tower that ft plan leaves out.
     "google/gemma-3-1b": table_entry(1152, 26, 4, 1, 256, 6912, 262144, True, "gemma3_text", 512),
     "google/gemma-3-4b": table_entry(2560, 34, 8, 4, 256, 10240, 262208, True, "gemma3_text", 1024),
     "mistralai/Mistral-7B-v0.3": table_entry(4096, 32, 32, 8, 128, 14336, 32768, False, "mistral"),

@@ -10,13 +10,13 @@ from ft.plan.arch import Architecture
 from ft.plan.settings import RunSettings
 
 # Micro-batches simulated per plan: enough for a stable mean and maximum, small enough to stay well under a second.
-SIMULATED_MICRO_BATCHES = 40_000
+SIMULATED_MICRO_BATCHES = 20_000
 MAX_TRIALS = 16
 
 
 @dataclass(frozen=True)
 class MicroBatch:
-    """What one device computes for one micro-batch."""
+    """The work of one micro-batch on one device."""
 
     rows: int
     tokens: int  # positions computed, padding included
@@ -36,7 +36,7 @@ def causal_pairs(length: int, window: int | None = None) -> int:
 def make_micro_batch(rows: list[tuple[int, int]], arch: Architecture, s: RunSettings) -> MicroBatch:
     """Build the micro-batch that ft's collators make from rows of (tokens, trained tokens).
 
-    Packed rows are one sequence; with more than one row transformers builds a block-diagonal mask from the
+    Packed rows are one sequence. With more than one row, transformers builds a block-diagonal mask from the
     position ids, except with flash_attention_2, which runs variable-length attention. Padded rows get a mask per
     row. A sliding-window layer needs a mask once the row is longer than the window, except with flash_attention_2.
     """
@@ -64,7 +64,7 @@ def simulate_order(rows: list[tuple[int, int]], count: int, arch: Architecture, 
                    seed: int) -> list[list[MicroBatch]]:
     """Cut shuffled rows into micro-batches, as the Trainer's random sampler does, for several orders.
 
-    Return one list of micro-batches per simulated order ("trial"); each list covers the run's micro-batches of one
+    Return one list of micro-batches per simulated order ("trial"). Each list covers the run's micro-batches of one
     device, or SIMULATED_MICRO_BATCHES of them for a longer run.
     """
     if not rows or count <= 0:

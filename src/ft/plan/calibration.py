@@ -1,8 +1,8 @@
 """How fast this machine and each GPU model train: stored measurements, and what past runs teach.
 
-`~/.cache/ft/plan/calibration.json` holds, per machine, the measured float32 matmul rate ("peak"), the training
+`~/.cache/ft/plan/calibration.json` stores, per machine, the measured float32 matmul rate ("peak"), the training
 efficiency (achieved training FLOP/s divided by that peak) and the resident memory of a training process before the
-model loads; and, per GPU model calibrated on a GPU machine, the efficiency against the data-sheet peak.
+model loads. Per GPU model calibrated on a GPU machine, it stores the efficiency against the data-sheet peak.
 """
 
 from __future__ import annotations
@@ -95,7 +95,12 @@ def estimated_cpu_peak() -> float:
                 mhz = float(line.split(":", 1)[1])
     except (OSError, ValueError):
         pass
-    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16  # two FMA units, 16/8/4 float32 lanes
+    # Two FMA units of 16 (AVX-512), 8 (AVX2) or 4 (SSE) float32 lanes, two FLOPs per lane and cycle.
+    per_cycle = 16
+    if "avx512f" in flags:
+        per_cycle = 64
+    elif "fma" in flags:
+        per_cycle = 32
     ghz = mhz / 1000 if mhz else 2.5
     return (os.cpu_count() or 1) * ghz * 1e9 * per_cycle
 

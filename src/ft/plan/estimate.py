@@ -15,7 +15,9 @@ from ft.plan.batches import MicroBatch, count_steps, in_order, simulate_order
 from ft.plan.calibration import CpuSpeed, cpu_speed, gpu_efficiency, past_runs
 from ft.plan.flops import evaluation_flops, training_flops
 from ft.plan.hardware import ACCELERATORS, Flavor, PriceList, current_price_list, flavor_named
-from ft.plan.memory import CUDA_OVERHEAD_BYTES, HOST_BYTES_PER_DATA_TOKEN, MemoryParts, memory_parts, trained_parameters
+from ft.plan.memory import (
+    CUDA_OVERHEAD_BYTES, HOST_BYTES_PER_DATA_TOKEN, MemoryParts, activation_bytes, memory_parts, trained_parameters,
+)
 from ft.plan.model_files import ModelInfo, find_model
 from ft.plan.settings import RunSettings, run_settings
 from ft.plan.tokens import TokenCounts, count_data_tokens
@@ -32,7 +34,7 @@ FORWARD_SHARE = 1 / 3  # an evaluation micro-batch launches about a third of a t
 
 @dataclass
 class Device:
-    """Where a run would execute: one flavor or this machine, with its speed and memory."""
+    """A place to run: one flavor or this machine, with its speed and memory."""
 
     name: str
     label: str
@@ -82,12 +84,14 @@ class FlavorEstimate:
 
 @dataclass
 class Workload:
-    """What the config asks for, independent of the hardware: the model's shapes and the data's token counts."""
+    """The config's demand, independent of the hardware: the model's shapes and the data's token counts."""
 
     loaded: LoadedConfig
     model: ModelInfo
     counts: dict[str, TokenCounts]
     cpu: CpuSpeed
+    orders: dict[tuple, list[list[MicroBatch]]] = field(default_factory=dict)
+    results: dict[tuple, object] = field(default_factory=dict)
 
     @property
     def cfg(self) -> Config:
@@ -100,6 +104,20 @@ class Workload:
     def rows(self, side: str) -> list[tuple[int, int]]:
         counts = self.counts.get(side)
         return list(zip(counts.lengths, counts.trained)) if counts else []
+
+    def cached(self, function, s: RunSettings, batch: MicroBatch):
+        """Return function(arch, s, batch), computed once per distinct micro-batch and settings."""
+        key = (function.__name__, s, batch)
+        if key not in self.results:
+            self.results[key] = function(self.arch, s, batch)
+        return self.results[key]
+
+    def simulated(self, micro_batches: int, s: RunSettings) -> list[list[MicroBatch]]:
+        """Simulated data orders, shared by the devices that cut micro-batches the same way."""
+        key = (micro_batches, s.rows_per_micro_batch, s.packing, s.attn_implementation)
+        if key not in self.orders:
+            self.orders[key] = simulate_order(self.rows("train"), micro_batches, self.arch, s, self.cfg.training.seed)
+        return self.orders[key]
 
 
 @dataclass
@@ -217,15 +235,13 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
     """Estimate the config's peak memory per device, time and cost on one device."""
     cfg, arch = workload.cfg, workload.arch
     s = run_settings(cfg, device.on_gpu, device.supports_bf16)
-    train_rows = workload.rows("train")
     rows_used = workload.counts["train"].rows_used
     steps, micro_batches = count_steps(rows_used, cfg.training.epochs, cfg.training.max_steps, s, device.devices)
-    orders = simulate_order(train_rows, micro_batches, arch, s, cfg.training.seed)
+    orders = workload.simulated(micro_batches, s)
 
-    parts = peak_memory(arch, s, orders, device.overhead_bytes, device.allocator_factor)
-    simulated = [batch for order in orders for batch in order]
-    mean_flops = statistics.fmean(training_flops(arch, s, b) for b in simulated) if simulated else 0.0
-    train_flops = mean_flops * micro_batches
+    parts = peak_memory(workload, s, orders, device.overhead_bytes, device.allocator_factor)
+    simulated = [workload.cached(training_flops, s, batch) for order in orders for batch in order]
+    train_flops = statistics.fmean(simulated) * micro_batches if simulated else 0.0
 
     rate = device.flops_per_s.get(s.dtype, 0.0)
     per_batch_overhead = GPU_LAYER_OVERHEAD_S * arch.num_layers if device.on_gpu else 0.0
@@ -249,13 +265,18 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
     )
 
 
-def peak_memory(arch: Architecture, s: RunSettings, orders: list[list[MicroBatch]], overhead: float,
+def peak_memory(workload: Workload, s: RunSettings, orders: list[list[MicroBatch]], overhead: float,
                 allocator_factor: float) -> MemoryParts:
-    """Average, over simulated data orders, the parts at each order's largest micro-batch."""
+    """Average, over simulated data orders, the parts at each order's largest micro-batch.
+
+    The largest micro-batch is the one with the most activation and logit bytes, since the other parts are the
+    same for every micro-batch.
+    """
+    arch = workload.arch
     if not orders:
         return memory_parts(arch, s, MicroBatch(0, 0, 0, 0, 0, 0, 0), overhead, allocator_factor)
-    worst = [max((memory_parts(arch, s, b, overhead, allocator_factor) for b in order), key=lambda p: p.peak)
-             for order in orders]
+    largest = [max(order, key=lambda b: sum(workload.cached(activation_bytes, s, b))) for order in orders]
+    worst = [memory_parts(arch, s, batch, overhead, allocator_factor) for batch in largest]
     averaged = {name: statistics.fmean(getattr(p, name) for p in worst) for name in vars(worst[0])}
     return MemoryParts(**averaged)
 

@@ -1,13 +1,14 @@
 """Floating-point operations of a training or evaluation micro-batch.
 
-A Linear layer of N weights costs 2*N FLOPs per token forward, 2*N backward for the input gradient (needed by
-every layer that has trained parameters below it, so all of them) and 2*N for the weight gradient (trained layers
-only). Attention scores and their weighted sum cost 4 * head_dim * heads per query-key pair forward; fused
+A Linear layer of N weights costs 2*N FLOPs per token forward and 2*N backward for the input gradient, which every
+layer needs because trained parameters sit below it. The weight gradient costs another 2*N in trained layers only. Attention scores and their weighted sum cost 4 * head_dim * heads per query-key pair forward; fused
 kernels (flash, memory-efficient, the CPU flash kernel) recompute the scores in the backward pass, which then costs
 2.5 times the forward. The LM head runs only at trained positions (ft passes `logits_to_keep`).
 """
 
 from __future__ import annotations
+
+import functools
 
 from ft.plan.arch import Architecture, lora_parameter_count
 from ft.plan.batches import MicroBatch
@@ -17,6 +18,7 @@ FUSED_BACKWARD_FACTOR = 2.5
 EAGER_BACKWARD_FACTOR = 2.0
 
 
+@functools.lru_cache(maxsize=256)
 def linear_weights(arch: Architecture) -> int:
     return arch.num_layers * sum(i * o for i, o in arch.linear_shapes().values())
 

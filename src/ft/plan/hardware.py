@@ -1,6 +1,6 @@
 """Hugging Face Jobs flavors: GPUs, memory, bfloat16 support, peak FLOP/s and hourly prices.
 
-Prices come from `HfApi().list_jobs_hardware()` when the Hub answers, else from the last list fetched (cached under
+Prices come from `HfApi().list_jobs_hardware()` when the Hub is reachable, else from the last list fetched (cached under
 ~/.cache/ft/plan), else from the built-in table below.
 """
 
@@ -105,7 +105,7 @@ _price_list: PriceList | None = None
 
 
 def current_price_list(refresh: bool = False) -> PriceList:
-    """Return the live flavor list when the Hub answers, else the cached one, else the built-in table.
+    """Return the live flavor list when the Hub is reachable, else the cached one, else the built-in table.
 
     The result is kept for the life of the process, because `ft submit` asks for one flavor at a time.
     """
@@ -138,7 +138,7 @@ def fetch_live_price_list(endpoint: str | None = None) -> PriceList | None:
 
 
 def hardware_row(item) -> dict:
-    """A JobHardwareInfo as plain JSON, for the cache."""
+    """Convert a JobHardwareInfo to plain JSON for the cache."""
     accelerator = item.accelerator
     return {
         "name": item.name, "cpu": item.cpu, "ram": item.ram,

@@ -3,7 +3,7 @@
 This is the one part of `ft plan` that imports torch and loads weights. It runs ft's own training path (prepare_run,
 load_model, apply_lora, build_trainer) for CALIBRATION_STEPS optimizer steps, times all but the first (which pays
 for warm-up), and stores achieved training FLOP/s divided by the peak. On a CPU the peak is the measured float32
-matmul rate; on a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
+matmul rate. On a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def allocator_factor(arch, settings, steps: dict, overhead: float) -> float:
 
 
 def short_config(loaded: LoadedConfig) -> LoadedConfig:
-    """The config cut to a few steps, with no evaluation, checkpoints or reporting, writing into a temp folder."""
+    """Return the config cut to a few steps, with no evaluation, checkpoints or reporting."""
     config = loaded.config.model_copy(deep=True)
     config.training.max_steps = CALIBRATION_STEPS
     config.training.eval_every_steps = None

@@ -7,6 +7,7 @@ tests/test_plan.py. All sizes are in bytes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ft.plan.arch import Architecture, lora_parameter_count
@@ -70,6 +71,7 @@ def optimizer_states(optimizer: str) -> tuple[float, float]:
     return 2, 0
 
 
+@functools.lru_cache(maxsize=256)
 def static_memory(arch: Architecture, s: RunSettings) -> dict[str, float]:
     """Weights, adapter, gradients and optimizer states: the same for every micro-batch."""
     trained = trained_parameters(arch, s)
@@ -84,8 +86,8 @@ def static_memory(arch: Architecture, s: RunSettings) -> dict[str, float]:
 
 
 def norm_bytes(width: int, s: RunSettings) -> float:
-    """An RMSNorm keeps its float32 input and the inverse root mean square; a trained weight also keeps the
-    normalized input. Its output is counted where a Linear layer keeps it."""
+    """Return the bytes per token an RMSNorm keeps: its float32 input and inverse root mean square, and the
+    normalized input when its weight trains. Its output is counted where a Linear layer keeps it."""
     kept = FLOAT32 * width + FLOAT32
     if s.method == "full":
         kept += s.element_bytes * width
@@ -112,6 +114,7 @@ def linear_input_bytes(width: int, modules: list[str], s: RunSettings) -> float:
     return b * width
 
 
+@functools.lru_cache(maxsize=256)
 def layer_bytes_per_token(arch: Architecture, s: RunSettings, repeated_kv: bool) -> float:
     """Activation bytes one decoder layer keeps per token for the backward pass (no checkpointing)."""
     b = s.element_bytes
@@ -162,8 +165,8 @@ def activation_bytes(arch: Architecture, s: RunSettings, batch: MicroBatch) -> t
 
 
 def mask_bytes(arch: Architecture, s: RunSettings, batch: MicroBatch) -> float:
-    """An explicit attention mask: built once as booleans, then per layer either converted to the model dtype and
-    kept by sdpa, or (eager attention) the float32 softmax and its cast kept per head."""
+    """Return the bytes of an explicit attention mask: built once as booleans, then per layer either converted to
+    the model dtype and kept by sdpa, or (eager attention) the float32 softmax and its cast kept per head."""
     if not batch.masked_layers:
         return 0.0
     if s.attn_implementation == "eager":

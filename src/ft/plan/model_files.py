@@ -1,7 +1,7 @@
 """Find a model's architecture and tokenizer files for `ft plan`, without weights, torch or transformers.
 
 Lookup order: a local folder or .gguf file; the Hugging Face cache; ft's converted copy of the offline fallback
-model; the built-in table of popular shapes (offline, so no network round trip for a model it knows); the Hub,
+model; the built-in table of popular shapes (offline, so no network round trip for a model in it); the Hub,
 only when it answers; the packaged GGUF file of the offline fallback model.
 """
 

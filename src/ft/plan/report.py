@@ -96,7 +96,11 @@ def header_lines(report: PlanReport) -> list[str]:
 
 
 def target_text(targets) -> str:
-    return "all linear layers" if targets == "all-linear" else ", ".join([targets] if isinstance(targets, str) else targets)
+    if targets == "all-linear":
+        return "all linear layers"
+    if isinstance(targets, str):
+        return targets
+    return ", ".join(targets)
 
 
 def on_off(value: bool) -> str:

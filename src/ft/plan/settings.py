@@ -12,7 +12,7 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How ft train runs the config on one kind of device."""
+    """The settings ft train uses for the config on one kind of device."""
 
     method: str  # lora | qlora | full
     dtype: str  # the training dtype: float32 | bfloat16 | float16
@@ -70,6 +70,4 @@ def run_settings(cfg: Config, on_gpu: bool, supports_bf16: bool) -> RunSettings:
 
 
 def checkpointing_applies(cfg: Config) -> bool:
-    # NOTE: ft.model.apply_lora is where ft turns gradient checkpointing on, so a full fine-tune runs without it
-    # even when training.gradient_checkpointing is true; the plan mirrors that.
-    return cfg.training.gradient_checkpointing and cfg.training.method != "full"
+    return cfg.training.gradient_checkpointing

@@ -186,14 +186,14 @@ class CharacterChunks:
 
 
 def character_tokenizer() -> TemplateTokenizer:
-    """A tokenizer that estimates counts from characters, for a model whose tokenizer is not available offline."""
+    """Build a tokenizer that estimates counts from characters, for a model whose tokenizer is not available offline."""
     special = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
     added = {token_id: SimpleNamespace(content=text, special=True) for text, token_id in CHATML_SPECIAL.items()}
     return TemplateTokenizer(CharacterChunks(), CHATML_TEMPLATE, special, added)
 
 
 def jinja_environment():
-    """A sandboxed Jinja environment with the options, filters and globals that Hub chat templates rely on.
+    """Build a sandboxed Jinja environment with the options, filters and globals that Hub chat templates rely on.
 
     The same settings as transformers 5 (trim_blocks, lstrip_blocks, loop controls, a `tojson` that keeps non-ASCII
     text and takes indent/separators/sort_keys, `raise_exception`, `strftime_now`, and a `{% generation %}` block
@@ -237,7 +237,7 @@ def read_optional_json(path: Path | None) -> dict:
 
 
 def special_token_strings(config: dict) -> dict[str, str]:
-    """The special tokens a template may use (`bos_token`, `eos_token`, ...), as plain strings."""
+    """Return the special tokens a template may use (`bos_token`, `eos_token`, ...) as plain strings."""
     out = {}
     for key in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
         value = config.get(key)
@@ -322,11 +322,15 @@ def count_side(data: DataSection, tokenizer, traits, end_token_id: int, seed: in
 
 
 def cache_key(cfg: Config, tokenizer_files: dict[str, Path], sides: list[str]) -> str:
-    """Hash everything the counts depend on: data files, tokenizer files, template and data settings."""
+    """Hash everything the counts depend on: data files, tokenizer files, template, data settings and ft's data code."""
+    import ft.data
+    import ft.toolcalls
     from ft.data.prepare import source_list
 
+    code = sorted(Path(ft.data.__file__).parent.glob("*.py")) + [Path(ft.toolcalls.__file__), Path(__file__)]
     parts = {
         "version": CACHE_VERSION,
+        "code": [file_digest(path) for path in code],
         "data": cfg.data.model_dump(mode="json"),
         "style": cfg.model.tool_call_style,
         "template": fingerprint_text(cfg.model.chat_template),
@@ -357,7 +361,7 @@ def source_fingerprint(path_text: str, split: str | None, revision: str | None) 
             digest.update(str(item.relative_to(path)).encode())
             digest.update(file_digest(item).encode())
         return digest.hexdigest()
-    # NOTE: a Hub data set is identified by id, split and revision only; without a pinned revision, rows changed
+    # NOTE: a Hub data set is identified by id, split and revision only. Without a pinned revision, rows changed
     # upstream are not seen until the cache entry is removed from ~/.cache/ft/plan/tokens.
     return f"hub:{path_text}:{split}:{revision}"
 
