@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step (default 4)")
     parser.add_argument("--max-length", type=int, default=1024,
                         help="max_length in tokens; only rows that fit are used, so no arm truncates (default 1024)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each arm, alternated (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each arm, alternated (default 2)")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="constant learning rate (default 2e-4)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run (default {','.join(ARMS)})")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL rows with a `trace` message column")

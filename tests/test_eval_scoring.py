@@ -289,6 +289,8 @@ def test_bfcl_right_calls_score_one(tiny_model_dir, scripted, bfcl_answers, tmp_
     assert metrics["call_decision_accuracy"] == 1.0
     assert [record["id"] for record in result["records"]] == ids
     assert "calculate_triangle_area" in prompts_seen["base"][0]
+    assert "BFCL accuracy (AST)" in console_table(result)
+    assert "argument exact match" not in console_table(result)
 
 
 def test_bfcl_wrong_calls_score_zero(tiny_model_dir, scripted, bfcl_answers, tmp_path):

@@ -20,6 +20,9 @@ from ft.errors import FtError
 # torch nor transformers at the top: the parser is built on every `ft` call.
 PLUGGED_COMMANDS: list[tuple[str, str, str]] = [
     ("doctor", "ft.doctor", "check the libraries, device, disk, Hub token, and a config's model and data"),
+    ("eval", "ft.evaluate.cli", "measure tool calling of a run or model on held-out data"),
+    ("chat", "ft.evaluate.chat_cli", "chat with a run or model in the terminal"),
+    ("generate", "ft.evaluate.generate_cli", "print one reply of a run or model"),
     ("plan", "ft.plan.cli", "estimate memory, time and cost per hardware flavor before training"),
     ("submit", "ft.jobs.submit_cli", "run a config as a Hugging Face Job or a local background job"),
     ("jobs", "ft.jobs.jobs_cli", "follow, cancel and pull submitted jobs"),

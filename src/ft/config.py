@@ -113,6 +113,9 @@ class TrainingSection(Section):
     eval_every_steps: int | None = Field(None, ge=1, description="Optimizer steps between eval-loss passes (default: at the end only).")
     save_every_steps: int | None = Field(None, ge=1, description="Optimizer steps between checkpoints (default: none; a stop by SIGTERM still writes one).")
     save_every_minutes: float | None = Field(None, gt=0, description="Minutes between checkpoints, as well as or instead of save_every_steps.")
+    tool_eval_rows: int = Field(20, ge=0, description="Rows of data.eval whose next assistant turn is generated and "
+                                "scored for tool calls at the end of training (0: off); the metrics go into summary.json.")
+    tool_eval_max_new_tokens: int = Field(128, ge=1, description="Cap on generated tokens per row in that evaluation.")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     report_to: Union[Literal[REPORTERS], list[Literal[REPORTERS]]] = Field(  # type: ignore[valid-type]
         "none", description="Trainer integrations: `none`, `tensorboard`, `wandb`, `trackio`.")

@@ -164,8 +164,11 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     if not trainer.is_world_process_zero():
         return run_dir
     save_final(trainer, prepared, run_dir)
+    tool_metrics = tool_call_eval(cfg, trainer, prepared)
 
     summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval)
+    if tool_metrics is not None:
+        summary["tool_eval"] = tool_metrics
     write_json_atomic(run_dir / "summary.json", summary)
     if (run_dir / "metrics.jsonl").exists():
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
@@ -175,6 +178,25 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         push_run(run_dir, cfg.output.hub_repo, cfg.output.private)
         print(f"pushed the adapter to https://huggingface.co/{cfg.output.hub_repo}", flush=True)
     return run_dir
+
+
+def tool_call_eval(cfg, trainer, prepared: Prepared) -> dict | None:
+    """Generate and score the next assistant turn of the first eval rows with the model in memory."""
+    if prepared.eval is None or cfg.training.tool_eval_rows == 0:
+        return None
+    from ft.data.prepare import PreparedData, load_conversations, source_list
+    from ft.evaluate.runner import evaluate_loaded
+
+    sources = source_list(cfg.data.eval, cfg.data.eval_split, cfg.data.messages_column)
+    conversations = load_conversations(sources, cfg.data, cfg.training.seed, cfg.training.tool_eval_rows,
+                                       PreparedData(examples=[]), problems=[])
+    started = time.perf_counter()
+    result = evaluate_loaded(trainer.model, prepared.tokenizer, conversations, prepared.traits, prepared.end_token_id,
+                             max_new_tokens=cfg.training.tool_eval_max_new_tokens)
+    metrics = {key: round(value, 4) if isinstance(value, float) else value for key, value in result["metrics"].items()}
+    shown = ", ".join(f"{key} {value:.3f}" for key, value in metrics.items() if isinstance(value, float))
+    print(f"tool-call eval on {len(conversations)} eval rows ({time.perf_counter() - started:.0f} s): {shown}", flush=True)
+    return metrics
 
 
 def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list, dtype):
@@ -278,10 +300,15 @@ def save_final(trainer, prepared: Prepared, run_dir: Path) -> None:
         generation.save_pretrained(staging)
     (staging / "ft_model.json").write_text(json.dumps({
         "base_model": prepared.source.name, "base_folder": str(prepared.source.folder or ""),
+        "base_revision": prepared.source.revision, "method": trainer_method(trainer),
         "origin": prepared.source.origin, "tool_call_style": prepared.traits.style,
         "end_token_id": prepared.end_token_id,
     }, indent=2) + "\n")
     replace_folder_atomic(staging, target)
+
+
+def trainer_method(trainer) -> str:
+    return "full" if not hasattr(trainer.model, "peft_config") else "lora"
 
 
 def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak: int, final_eval: dict) -> dict:

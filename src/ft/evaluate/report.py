@@ -73,12 +73,16 @@ def summary_of(result: dict) -> dict:
 
 
 def metric_rows(result: dict) -> list[tuple[str, list[float | None], float | None]]:
-    """Return (label, value per model, difference or None) for every rate that some model reports."""
+    """Return (label, value per model, difference or None) for every rate that some model has a value for.
+
+    A rate with no value anywhere (argument exact match on BFCL rows, say) is left out of the tables and the chart,
+    but stays in eval.json as null.
+    """
     rows = []
     difference = result.get("difference", {})
     for key, label in METRIC_LABELS.items():
         values = [model["metrics"].get(key) for model in result["models"]]
-        if all(key not in model["metrics"] for model in result["models"]):
+        if all(value is None for value in values):
             continue
         rows.append((label, values, difference.get(key)))
     return rows
