@@ -221,21 +221,16 @@ def test_shares_add_up():
 
 
 def test_unknown_mapping_field_stops_once(tmp_path):
-    from types import SimpleNamespace
-
     path = write_jsonl(tmp_path / "a.jsonl", text_rows("a", 3))
-    data = SimpleNamespace(**DataSection(train=str(path)).model_dump(), columns={"answer": "reply"})
+    data = DataSection(train=str(path), columns={"answer": "reply"})
     with pytest.raises(FtError, match="data.columns: unknown field"):
         load_conversations(source_list(data.train, "train", None), data, 0, None, PreparedData(examples=[]), [])
 
 
 def test_mapping_and_shape_from_config(tmp_path):
-    """data.shape and data.columns, read the way prepare reads the config, rename the standard fields."""
-    from types import SimpleNamespace
-
+    """data.shape and data.columns rename the standard fields."""
     path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "2+2?", "answer": "4"}])
-    data = SimpleNamespace(**DataSection(train=str(path)).model_dump(), shape="instruction",
-                           columns={"instruction": "question", "output": "answer"})
+    data = DataSection(train=str(path), shape="instruction", columns={"instruction": "question", "output": "answer"})
     result = PreparedData(examples=[])
     conversations = load_conversations(source_list(data.train, "train", None), data, 0, None, result, [])
     assert result.shapes == {"instruction": 1}

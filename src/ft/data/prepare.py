@@ -74,14 +74,10 @@ def source_label(source: SourceSection) -> str:
 
 
 def row_mapping(data: DataSection, source: SourceSection) -> tuple[str, dict]:
-    """Return the shape named for a source (or `auto`) and its column mapping; a source's own entries win.
-
-    NOTE: `shape` and `columns` are read with getattr until config.py declares data.shape, data.columns and the
-    per-source `shape` and `columns` keys.
-    """
-    shape = getattr(source, "shape", None) or getattr(data, "shape", None) or "auto"
-    columns = dict(getattr(data, "columns", None) or {})
-    columns.update(getattr(source, "columns", None) or {})
+    """Return the shape named for a source (or `auto`) and its column mapping; a source's own entries win."""
+    shape = source.shape or data.shape
+    columns = dict(data.columns)
+    columns.update(source.columns or {})
     return shape, columns
 
 
