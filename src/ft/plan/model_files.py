@@ -68,15 +68,11 @@ def find_model(name: str, revision: str | None = None) -> ModelInfo:
 
 
 def local_model(name: str, path: Path) -> ModelInfo:
-    if not path.exists():
-        raise FtError(f"model.name: {name!r} does not exist. Give an existing model folder, a .gguf file, "
-                      "or a Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
-    if path.is_file():
-        if path.suffix != ".gguf":
-            raise FtError(f"model.name: {name!r} is a file but not a .gguf file. Give a model folder or a .gguf file.")
+    from ft.model import resolve_local
+
+    source = resolve_local(name, path)  # the same checks and messages as ft train
+    if source.gguf_file:
         return ModelInfo(name, from_gguf(path), f"GGUF header of {path.name}")
-    if not (path / "config.json").is_file():
-        raise FtError(f"model.name: {name!r} has no config.json, so it is not a transformers model folder.")
     return folder_model(name, path, "config.json in the local folder", None)
 
 
