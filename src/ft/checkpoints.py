@@ -2,7 +2,7 @@
 
 A checkpoint is written by the Trainer into a staging folder, synced, marked complete with a manifest of its files
 and their sizes, then renamed to `checkpoints/checkpoint-<step>`. Resume takes the newest checkpoint whose manifest
-matches its files and says which ones it skipped. The Trainer restores the optimizer, scheduler, RNG states and the
+matches its files and reports the ones it skipped. The Trainer restores the optimizer, scheduler, RNG states and the
 position in the data order, so the resumed run logs the same learning rate at every step and sees the same rows.
 """
 
@@ -79,7 +79,7 @@ def rotate(checkpoints_dir: Path, keep: int) -> None:
 def resolve_resume(resume: str, output_dir: str, run_name: str | None, config_stem: str) -> tuple[Path, Path]:
     """Find (run folder, checkpoint) for `--resume auto|PATH`; raise FtError with the fix when there is none.
 
-    `auto` takes the newest run folder of this config (`output.run_name`, or `<config stem>-<timestamp>`) that holds
+    `auto` takes the newest run folder of this config (`output.run_name`, or `<config stem>-<timestamp>`) that contains
     a complete checkpoint. PATH is a run folder or one of its checkpoint folders.
     """
     if resume != "auto":

@@ -73,7 +73,7 @@ class DataSection(Section):
         default_factory=dict, description="Column names of your data for the standard fields (messages, tools, system, "
         "history, instruction, input, output, prompt, completion, text, question, function), e.g. "
         "`{instruction: question, output: answer}`.")
-    max_length: int = Field(2048, ge=16, description="Longest training sequence, in tokens.")
+    max_length: int = Field(2048, ge=16, description="Maximum training sequence length, in tokens.")
     overlong: Literal["truncate_prompt", "drop"] = Field(
         "truncate_prompt", description="What happens to a row longer than `max_length`: cut the start of the "
         "conversation while keeping the trained answer, or drop the row.")
@@ -126,7 +126,7 @@ class TrainingSection(Section):
 
 
 class OutputSection(Section):
-    dir: str = Field("runs", description="Folder that holds one run folder per run.")
+    dir: str = Field("runs", description="Parent folder of the run folders, one per run.")
     run_name: str | None = Field(None, description="Run folder name (default: config file name plus a timestamp).")
     push_to_hub: bool = Field(False, description="Push the adapter and model card to `output.hub_repo` at the end.")
     hub_repo: str | None = Field(None, description="Hub model repo (`user/name`) for `push_to_hub`.")

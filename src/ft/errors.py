@@ -4,7 +4,7 @@
 class FtError(Exception):
     """A problem in the user's input. The CLI prints its message and exits with code 2, without a traceback.
 
-    The message names the file, row or key at fault and says how to fix it.
+    The message names the file, row or key at fault and gives the fix.
     """
 
     exit_code = 2
@@ -15,8 +15,8 @@ PUSH_FAILED_EXIT_CODE = 3
 
 
 class TrainingStopped(Exception):
-    """Training stopped on SIGTERM or SIGINT after writing a checkpoint; the message says how to resume."""
+    """Training stopped on SIGTERM or SIGINT after writing a checkpoint. The message gives the resume command."""
 
 
 class PushFailed(Exception):
-    """The final push to the Hub failed; the message holds the command that retries it."""
+    """The final push to the Hub failed. The message contains the command that retries it."""

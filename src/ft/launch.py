@@ -16,7 +16,7 @@ from ft.errors import FtError
 
 
 def is_worker() -> bool:
-    """Whether this process was started by torchrun (or another launcher that sets LOCAL_RANK)."""
+    """Return whether this process was started by torchrun (or another launcher that sets LOCAL_RANK)."""
     return "LOCAL_RANK" in os.environ
 
 

@@ -27,7 +27,7 @@ GGUF_FALLBACKS = {
 
 @dataclass
 class ModelSource:
-    """Where the weights come from: a folder `transformers` can load, and how it was found."""
+    """The location of a model's weights (a folder `transformers` can load) and how it was found."""
 
     name: str
     folder: Path | None  # None: a Hub id that `from_pretrained` fetches itself
@@ -115,7 +115,7 @@ def find_package_file(package: str, filename: str) -> Path:
     for item in dist.files or []:
         if item.name == filename:
             return Path(dist.locate_file(item))
-    raise FtError(f"package {package!r} is installed but holds no {filename}; reinstall it with `uv sync --reinstall`.")
+    raise FtError(f"package {package!r} is installed but contains no {filename}; reinstall it with `uv sync --reinstall`.")
 
 
 def converted_gguf_folder(name: str, package: str, filename: str) -> Path:

@@ -214,7 +214,7 @@ def render(tokenizer, messages: list[dict], tools, add_generation_prompt: bool) 
 def find_end_token(tokenizer) -> int:
     """Return the special token that ends an assistant turn (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`, ...).
 
-    Raise ValueError when the rendered assistant turn holds no special token after its text: such a template
+    Raise ValueError when the rendered assistant turn contains no special token after its text: such a template
     would never teach the model to stop.
     """
     messages = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "ft probe answer"}]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ft.data.render import TemplateTraits, prepare_messages, render
 from ft.data.shapes import Conversation, RowError, normalize_message, to_conversation
-from ft.data.sources import MAX_REPORTED, RawRow, read_source, read_utf8
+from ft.data.sources import MAX_REPORTED, RawRow, read_jsonl, read_source, read_utf8
 from ft.errors import FtError
 from ft.scoring import bfcl_to_json_schema
 from ft.toolcalls import ToolCall, normalize_tool_calls, parse_tool_calls
@@ -192,16 +192,11 @@ def read_bfcl_answers(path: Path) -> dict[str, list[dict]] | None:
     if not answer_path.is_file():
         return None
     answers, bad = {}, []
-    for number, line in enumerate(read_utf8(answer_path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            bad.append(f"line {number}: invalid JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("ground_truth"), list):
-            bad.append(f"line {number}: expected an object with `id` and a `ground_truth` list")
+    # read_jsonl raises FtError naming the line for invalid JSON; only the row shape is checked here.
+    for raw in read_jsonl(answer_path, read_utf8(answer_path)):
+        row = raw.row
+        if "id" not in row or not isinstance(row.get("ground_truth"), list):
+            bad.append(f"line {raw.where.rsplit(':', 1)[-1]}: expected an object with `id` and a `ground_truth` list")
             continue
         answers[str(row["id"])] = row["ground_truth"]
     if bad:
