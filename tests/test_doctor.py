@@ -127,7 +127,9 @@ def test_device_info_matches_torch():
     info = doctor.device_info()
     assert info["cuda"] == torch.cuda.is_available()
     if not info["cuda"]:
-        assert info == {"cuda": False, "name": "CPU", "bf16": False, "capability": None}
+        from ft.model import cpu_supports_bf16
+
+        assert info == {"cuda": False, "name": "CPU", "bf16": cpu_supports_bf16(), "capability": None}
 
 
 def test_model_type_from_folder_and_gguf(tiny_model_dir):

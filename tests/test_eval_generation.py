@@ -194,7 +194,9 @@ def test_evaluate_loaded_matches_eval(run_dir, varied_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result, _ = run_eval(str(run_dir), str(QUICKSTART_EVAL), limit=3, max_new_tokens=8, out_dir=tmp_path / "eval")
+    # float32 on both sides: `auto` is bfloat16 on a CPU with AMX, and the comparison is of the code paths.
+    result, _ = run_eval(str(run_dir), str(QUICKSTART_EVAL), limit=3, max_new_tokens=8, precision="float32",
+                         out_dir=tmp_path / "eval")
     base = AutoModelForCausalLM.from_pretrained(varied_model_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(run_dir / "adapter"))
     model.train()

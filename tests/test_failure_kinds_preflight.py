@@ -111,7 +111,27 @@ def test_float16_gemma3_rejected():
 def test_auto_on_cpu_is_float32(monkeypatch):
     assert doctor.check_precision("auto", "llama", CPU).message == "auto -> float32 on CPU"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ft.model, "cpu_supports_bf16", lambda: False)
     assert ft.model.choose_dtype("auto") == torch.float32
+
+
+def test_auto_on_cpu_with_native_bfloat16(monkeypatch):
+    cpu = {**CPU, "bf16": True}
+    assert doctor.check_precision("auto", "llama", cpu).message == "auto -> bfloat16 on CPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ft.model, "cpu_supports_bf16", lambda: True)
+    assert ft.model.choose_dtype("auto") == torch.bfloat16
+    assert ft.model.choose_dtype("float32") == torch.float32
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16 amx_int8", True),
+])
+def test_cpu_bfloat16_from_cpuinfo(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert ft.model.cpu_supports_bf16(cpuinfo) is expected
+    assert ft.model.cpu_supports_bf16(tmp_path / "missing") is False
 
 
 def test_gemma3_folder_float16_rejected(tmp_path, monkeypatch):

@@ -36,7 +36,8 @@ class ModelSection(Section):
     name: str = Field(description="Hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`), a local model folder, or a `.gguf` file.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when `name` is a Hub id.")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Training precision. `auto`: bfloat16 where the device supports it, else float32.")
+        "auto", description="Training precision. `auto`: bfloat16 where the device computes it natively (a GPU of "
+        "compute capability 8.0 or newer, a CPU with AMX or AVX-512 BF16), else float32.")
     chat_template: str | None = Field(
         None, description="A Jinja chat template (file path or the text itself) for a model that has none, or to replace its own.")
     tool_call_style: Literal[TOOL_CALL_STYLES] = Field(  # type: ignore[valid-type]

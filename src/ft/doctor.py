@@ -124,7 +124,9 @@ def device_info() -> dict:
     import torch
 
     if not torch.cuda.is_available():
-        return {"cuda": False, "name": "CPU", "bf16": False, "capability": None}
+        from ft.model import cpu_supports_bf16
+
+        return {"cuda": False, "name": "CPU", "bf16": cpu_supports_bf16(), "capability": None}
     major, minor = torch.cuda.get_device_capability()
     return {"cuda": True, "name": torch.cuda.get_device_name(), "capability": f"{major}.{minor}",
             "bf16": torch.cuda.is_bf16_supported(including_emulation=False)}
@@ -142,10 +144,10 @@ def check_device(device: dict, method: str | None = None) -> Check:
 
 
 def resolve_precision(precision: str, device: dict) -> str:
-    """Return the precision that `auto` stands for on this device: bfloat16 where native, else float32."""
+    """Return the precision that `auto` stands for on this device: bfloat16 where native (GPU or CPU), else float32."""
     if precision != "auto":
         return precision
-    return "bfloat16" if device.get("cuda") and device.get("bf16") else "float32"
+    return "bfloat16" if device.get("bf16") else "float32"
 
 
 def overflows_in_float16(model_type: str | None) -> bool:

@@ -212,13 +212,37 @@ def check_lora_targets(target_modules, model_config) -> None:
                       f"Its linear layers are {', '.join(sorted(existing))}; or use `all-linear`.")
 
 
+# CPU flags of native bfloat16 matrix arithmetic: AMX tiles (Sapphire Rapids and later) and AVX-512 BF16 dot
+# products (Cooper Lake, Zen 4). Measured on a 2-core Xeon with AMX: bfloat16 matmul 1.08 TFLOP/s against 0.22 in
+# float32, LoRA training on SmolLM2-135M 1.4x as fast, greedy generation 1.9x.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Return whether this CPU has native bfloat16 matrix instructions (read from /proc/cpuinfo, no torch)."""
+    # NOTE: Linux only; elsewhere (macOS, Windows) the CPU counts as having none, so `auto` stays float32 there.
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(flag in flags for flag in CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
 def choose_dtype(precision: str):
-    """Resolve model.precision against the device; raise FtError for a precision the device cannot run."""
+    """Resolve model.precision against the device; raise FtError for a precision the device cannot run.
+
+    `auto` is bfloat16 where the device computes it natively (a CUDA GPU of compute capability 8.0 or newer, a CPU
+    with AMX or AVX-512 BF16), else float32. Training then keeps the LoRA weights in float32 under autocast.
+    """
     import torch
 
     cuda = torch.cuda.is_available()
     # including_emulation=False: a T4 "supports" bfloat16 only by emulation, far slower than float32.
-    bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False) if cuda else cpu_supports_bf16()
     if precision == "auto":
         return torch.bfloat16 if bf16 else torch.float32
     if precision == "bfloat16" and cuda and not bf16:

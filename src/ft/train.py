@@ -332,6 +332,7 @@ def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak
         "model": cfg.model.name,
         "model_origin": prepared.source.origin,
         "device": device_name(),
+        "dtype": str(trainer.model.dtype).removeprefix("torch."),
     }
 
 

@@ -29,7 +29,7 @@ def positive_int(text: str) -> int:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options that choose how a model loads, shared by eval, chat and generate."""
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="weights dtype; auto: bfloat16 on a GPU that supports it, else float32 (default: auto)")
+                        help="weights dtype; auto: bfloat16 where the GPU or CPU computes it natively, else float32 (default: auto)")
     parser.add_argument("--tool-call-style", choices=TOOL_CALL_STYLES, default=None,
                         help="tool call format asked of a base model (a run always uses the style it was trained "
                              "with); default: the model family's style")

@@ -1,8 +1,10 @@
 """How fast this machine and each GPU model train: stored measurements, and what past runs teach.
 
-`~/.cache/ft/plan/calibration.json` stores, per machine, the measured float32 matmul rate ("peak"), the training
-efficiency (achieved training FLOP/s divided by that peak) and the resident memory of a training process before the
-model loads. Per GPU model calibrated on a GPU machine, it stores the efficiency against the data-sheet peak.
+`~/.cache/ft/plan/calibration.json` stores, per machine, the measured matmul rate of each dtype the CPU trains in
+(float32, and bfloat16 where it has native instructions), the training efficiency (achieved training FLOP/s divided
+by the matmul rate of the dtype the calibration run trained in, "peak") and the resident memory of a training process
+before the model loads. Per GPU model calibrated on a GPU machine, it stores the efficiency against the data-sheet
+peak.
 """
 
 from __future__ import annotations
@@ -31,20 +33,29 @@ RUNS_CONSIDERED = 20
 CALIBRATION_VERSION = 1
 
 
+# Uncalibrated bfloat16 matmul rate over the float32 one, per CPU flag. NOTE: a guess; measured 5.0 with AMX on
+# one 2-core Xeon, and `ft plan --calibrate` replaces it with this machine's figure.
+BF16_SPEEDUP_GUESS = {"amx_bf16": 4.0, "avx512_bf16": 2.0}
+
+
 @dataclass
 class CpuSpeed:
-    """This machine's training rate: a peak in FLOP/s and the share of it training achieves."""
+    """This machine's training rate: a matmul peak in FLOP/s per dtype and the share of it training achieves."""
 
-    peak_flops: float
+    peak_flops: float  # the matmul rate of `peak_dtype`, which `efficiency` is measured against
     efficiency: float
     base_memory_gb: float
     source: str  # how the numbers were found, for the report
     calibrated: bool
     allocator_factor: float = DEFAULT_CPU_ALLOCATOR_FACTOR
+    peak_dtype: str = "float32"
+    matmul_flops: dict[str, float] | None = None  # matmul rate per dtype; None: only peak_dtype is known
 
-    @property
-    def flops_per_s(self) -> float:
-        return self.peak_flops * self.efficiency
+    def flops_per_s(self, dtype: str) -> float:
+        """Sustained training FLOP/s in `dtype`: its matmul rate times the measured efficiency."""
+        # NOTE: assumes training reaches the same share of the matmul rate in every dtype.
+        rates = self.matmul_flops or {self.peak_dtype: self.peak_flops}
+        return rates.get(dtype, rates.get("float32", self.peak_flops)) * self.efficiency
 
 
 def calibration_path() -> Path:
@@ -105,21 +116,57 @@ def estimated_cpu_peak() -> float:
     return (os.cpu_count() or 1) * ghz * 1e9 * per_cycle
 
 
+def estimated_matmul_flops() -> dict[str, float]:
+    """Return guessed matmul FLOP/s per dtype this CPU trains in, for a machine not yet calibrated."""
+    from ft.model import CPU_BF16_FLAGS, cpu_supports_bf16
+
+    rates = {"float32": estimated_cpu_peak()}
+    if cpu_supports_bf16():
+        flags = cpu_flags()
+        speedup = next(BF16_SPEEDUP_GUESS[flag] for flag in CPU_BF16_FLAGS if flag in flags)
+        rates["bfloat16"] = rates["float32"] * speedup
+    return rates
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_peaks() -> tuple[dict[str, float], str]:
+    """Return this machine's matmul FLOP/s per dtype and the dtype its stored efficiency is measured against."""
+    entry = read_calibration()["machines"].get(machine_key())
+    if not entry:
+        return estimated_matmul_flops(), "float32"
+    dtype = entry.get("peak_dtype", "float32")  # entries written before ft measured bfloat16 hold float32 only
+    return entry.get("matmul_flops") or {dtype: entry["peak_flops"]}, dtype
+
+
 def cpu_speed(run_efficiencies: list[float] | None = None) -> CpuSpeed:
-    """Return this machine's calibrated speed, refined by the efficiency of past runs, or the uncalibrated guess."""
+    """Return this machine's calibrated speed, refined by the efficiency of past runs, or the uncalibrated guess.
+
+    `run_efficiencies` are measured against the matmul rate of each run's own dtype, as the stored one is.
+    """
     entry = read_calibration()["machines"].get(machine_key())
     samples = list(run_efficiencies or [])
+    rates, dtype = machine_peaks()
     if entry:
         efficiency = statistics.median([entry["efficiency"]] + samples)
         runs = f", refined with {len(samples)} past run(s)" if samples else ""
         return CpuSpeed(entry["peak_flops"], efficiency, entry.get("base_memory_gb", DEFAULT_CPU_BASE_MEMORY_GB),
                         f"calibrated {entry.get('measured_at', '?')}{runs}", True,
-                        entry.get("allocator_factor", DEFAULT_CPU_ALLOCATOR_FACTOR))
+                        entry.get("allocator_factor", DEFAULT_CPU_ALLOCATOR_FACTOR), dtype, rates)
     if samples:
-        return CpuSpeed(estimated_cpu_peak(), statistics.median(samples), DEFAULT_CPU_BASE_MEMORY_GB,
-                        f"from {len(samples)} past run(s); not calibrated", False)
-    return CpuSpeed(estimated_cpu_peak(), DEFAULT_CPU_EFFICIENCY, DEFAULT_CPU_BASE_MEMORY_GB,
-                    "not calibrated: a guess from the CPU's cores and clock", False)
+        return CpuSpeed(rates[dtype], statistics.median(samples), DEFAULT_CPU_BASE_MEMORY_GB,
+                        f"from {len(samples)} past run(s); not calibrated", False, matmul_flops=rates)
+    return CpuSpeed(rates[dtype], DEFAULT_CPU_EFFICIENCY, DEFAULT_CPU_BASE_MEMORY_GB,
+                    "not calibrated: a guess from the CPU's cores, clock and vector units", False,
+                    matmul_flops=rates)
 
 
 def gpu_efficiency(accelerator: str) -> tuple[float, str]:

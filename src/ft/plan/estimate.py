@@ -157,24 +157,24 @@ def workload_for(loaded: LoadedConfig) -> Workload:
 
 def run_efficiencies(cfg: Config, arch: Architecture) -> list[float]:
     """Training efficiency of this model's past runs on this machine, against the peak the plan uses."""
-    from ft.plan.calibration import estimated_cpu_peak, machine_key, read_calibration
+    from ft.plan.calibration import machine_peaks
 
-    entry = read_calibration()["machines"].get(machine_key())
-    peak = entry["peak_flops"] if entry else estimated_cpu_peak()
+    rates, _ = machine_peaks()
     samples = []
     for run in past_runs(cfg.output.dir, cfg.model.name):
         summary = run["summary"]
-        # NOTE: summary.json does not name the device; a run without a `device` field counts as this machine's.
-        if summary.get("device", "cpu") != "cpu":
+        # NOTE: a run without a `device` field counts as this machine's, one without `dtype` as float32.
+        dtype = summary.get("dtype", "float32")
+        if summary.get("device", "cpu") != "cpu" or dtype not in rates:
             continue
-        flops = run_training_flops(run["config"], summary, arch)
-        samples.append(flops / summary["train_time_s"] / peak)
+        flops = run_training_flops(run["config"], summary, arch, dtype)
+        samples.append(flops / summary["train_time_s"] / rates[dtype])
     return samples
 
 
-def run_training_flops(cfg: Config, summary: dict, arch: Architecture) -> float:
+def run_training_flops(cfg: Config, summary: dict, arch: Architecture, dtype: str) -> float:
     """FLOPs of a finished CPU run from its token counts, with every row at the run's mean length."""
-    s = run_settings(cfg, on_gpu=False, supports_bf16=False)
+    s = run_settings(cfg, on_gpu=False, supports_bf16=dtype == "bfloat16")
     rows = max(1, summary.get("steps", 1) * cfg.training.batch_size * cfg.training.grad_accum)
     mean = summary["tokens_seen"] / rows
     pairs = round(rows * mean * (mean + 1) / 2)
@@ -198,18 +198,20 @@ def host_overhead(workload: Workload) -> float:
 
 
 def local_device(workload: Workload) -> Device:
-    rate = workload.cpu.flops_per_s
-    return Device(LOCAL, LOCAL_LABEL, None, False, False, 1, local_memory_bytes(), 0.0,
-                  {"float32": rate, "bfloat16": rate, "float16": rate}, host_overhead(workload), workload.cpu.source,
-                  workload.cpu.allocator_factor)
+    from ft.model import cpu_supports_bf16
+
+    rates = {dtype: workload.cpu.flops_per_s(dtype) for dtype in ("float32", "bfloat16")}
+    return Device(LOCAL, LOCAL_LABEL, None, False, cpu_supports_bf16(), 1, local_memory_bytes(), 0.0,
+                  rates, host_overhead(workload), workload.cpu.source, workload.cpu.allocator_factor)
 
 
 def flavor_device(workload: Workload, flavor: Flavor) -> Device:
     if not flavor.gpus:
-        # NOTE: assumes the flavor's vCPUs train as fast as this machine's logical cores.
-        rate = workload.cpu.flops_per_s / (os.cpu_count() or 1) * flavor.cpus
+        # NOTE: assumes the flavor's vCPUs train as fast as this machine's logical cores in float32, and that they
+        # have no native bfloat16, so `auto` is planned as float32 there.
+        rate = workload.cpu.flops_per_s("float32") / (os.cpu_count() or 1) * flavor.cpus
         return Device(flavor.name, flavor.name, flavor, False, False, 1, flavor.ram_gb * 1e9,
-                      flavor.price_per_hour_usd, {"float32": rate, "bfloat16": rate, "float16": rate},
+                      flavor.price_per_hour_usd, {"float32": rate},
                       host_overhead(workload), f"this machine's rate per core x {flavor.cpus} vCPUs",
                       workload.cpu.allocator_factor)
     spec = ACCELERATORS[flavor.accelerator]

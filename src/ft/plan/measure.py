@@ -2,8 +2,8 @@
 
 This is the one part of `ft plan` that imports torch and loads weights. It runs ft's own training path (prepare_run,
 load_model, apply_lora, build_trainer) for CALIBRATION_STEPS optimizer steps, times all but the first (which pays
-for warm-up), and stores achieved training FLOP/s divided by the peak. On a CPU the peak is the measured float32
-matmul rate. On a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
+for warm-up), and stores achieved training FLOP/s divided by the peak. On a CPU the peak is the measured matmul
+rate in the dtype training used. On a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
 """
 
 from __future__ import annotations
@@ -44,14 +44,16 @@ def calibrate(loaded: LoadedConfig) -> dict:
     steps = timed_steps(short, prepared)
     settings, arch = plan_inputs(short, torch)
     flops = sum(training_flops_of(rows, arch, settings) for rows in steps["micro_batches"])
-    peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12 if accelerator else matmul_rate(torch)
+    matmul = {} if accelerator else cpu_matmul_rates(torch)
+    peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12 if accelerator else matmul[settings.dtype]
     entry = {
-        "device": accelerator or "cpu", "peak_flops": round(peak),
+        "device": accelerator or "cpu", "peak_flops": round(peak), "peak_dtype": settings.dtype,
         "efficiency": round(flops / steps["seconds"] / peak, 4), "model": short.config.model.name,
         "tokens_per_s": round(steps["tokens"] / steps["seconds"], 1), "timed_steps": CALIBRATION_STEPS - 1,
         "threads": torch.get_num_threads(), "measured_peak_memory_gb": round(steps["peak_bytes"] / 1e9, 3),
     }
     if accelerator is None:
+        entry["matmul_flops"] = {dtype: round(rate) for dtype, rate in matmul.items()}
         entry["base_memory_gb"] = round(base_bytes / 1e9, 3)
         entry["allocator_factor"] = round(allocator_factor(arch, settings, steps, base_bytes + data_bytes), 3)
     record(entry, accelerator)
@@ -148,8 +150,11 @@ def plan_inputs(loaded: LoadedConfig, torch):
     from ft.plan.model_files import find_model
     from ft.plan.settings import run_settings
 
+    from ft.model import cpu_supports_bf16
+
     on_gpu = torch.cuda.is_available()
-    settings = run_settings(loaded.config, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False) if on_gpu else cpu_supports_bf16()
+    settings = run_settings(loaded.config, on_gpu, bf16)
     return settings, find_model(loaded.config.model.name, loaded.config.model.revision).architecture
 
 
@@ -160,10 +165,18 @@ def training_flops_of(rows: list[tuple[int, int]], arch, settings) -> float:
     return training_flops(arch, settings, make_micro_batch(rows, arch, settings))
 
 
-def matmul_rate(torch) -> float:
-    """Return the float32 FLOP/s of a square matmul with torch's thread setting, the CPU "peak"."""
-    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
-    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+def cpu_matmul_rates(torch) -> dict[str, float]:
+    """Return the matmul FLOP/s of each dtype this CPU trains in: float32, and bfloat16 where it is native."""
+    from ft.model import cpu_supports_bf16
+
+    dtypes = ["float32"] + (["bfloat16"] if cpu_supports_bf16() else [])
+    return {dtype: matmul_rate(torch, getattr(torch, dtype)) for dtype in dtypes}
+
+
+def matmul_rate(torch, dtype) -> float:
+    """Return the FLOP/s of a square matmul in `dtype` with torch's thread setting, a CPU "peak"."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype)
     for _ in range(3):
         a @ b
     count, start = 0, time.perf_counter()
@@ -185,7 +198,7 @@ def current_rss_bytes() -> float:
 
 def describe_calibration(result: dict) -> str:
     device = "this machine" if result["device"] == "cpu" else f"GPU model {result['device']}"
-    peak = "float32 matmul" if result["device"] == "cpu" else "data-sheet peak"
+    peak = f"{result.get('peak_dtype', 'float32')} matmul" if result["device"] == "cpu" else "data-sheet peak"
     return (f"calibrated {device}: {peak} {result['peak_flops'] / 1e9:.0f} GFLOP/s; {result['timed_steps']} timed "
             f"training steps of {result['model']} at {result['tokens_per_s']:.0f} tokens/s reach "
             f"{result['efficiency']:.2f} of it; peak memory {result['measured_peak_memory_gb']:.2f} GB. "

@@ -55,8 +55,8 @@ def report_json(report: PlanReport) -> dict:
         "fastest_within_2x_cost": report.fastest,
         "warnings": report.warnings,
         "prices": report.prices_source,
-        "this_machine_speed": {"peak_flops": workload.cpu.peak_flops, "efficiency": round(workload.cpu.efficiency, 4),
-                               "source": workload.cpu.source},
+        "this_machine_speed": {"peak_flops": workload.cpu.peak_flops, "peak_dtype": workload.cpu.peak_dtype,
+                               "efficiency": round(workload.cpu.efficiency, 4), "source": workload.cpu.source},
     }
 
 

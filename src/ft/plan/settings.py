@@ -38,9 +38,9 @@ class RunSettings:
 
 
 def resolve_dtype(precision: str, on_gpu: bool, supports_bf16: bool) -> str:
-    """Mirror ft.model.choose_dtype: `auto` is bfloat16 on a GPU that supports it, else float32."""
+    """Mirror ft.model.choose_dtype: `auto` is bfloat16 on a device that computes it natively, else float32."""
     if precision == "auto":
-        return "bfloat16" if on_gpu and supports_bf16 else "float32"
+        return "bfloat16" if supports_bf16 else "float32"
     return precision
 
 
