@@ -139,3 +139,46 @@ def test_batch_without_trained_token(model, features, tokenizer):
     assert loss.item() == 0.0
     assert plain.item() == 0.0
     assert all(gradient.abs().max() == 0 for gradient in gradients.values())
+
+
+def test_uncast_lora_inputs_change_nothing_under_autocast(tiny_model_dir, features, tokenizer):
+    """FtTrainer stops PEFT's float32 cast of LoRA inputs under bfloat16 autocast: same loss, same gradients.
+
+    Autocast casts the input straight back to bfloat16, so the cast only cost copies; the results must be equal
+    within float32 summation order (measured: identical).
+    """
+    from peft.helpers import disable_input_dtype_casting
+
+    model = load_model(resolve_model(str(tiny_model_dir)), torch.bfloat16, "sdpa")
+    model = apply_lora(model, LoraSection(), gradient_checkpointing=False)
+    torch.manual_seed(1)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.05)
+    model.train()
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    batch = make_batch("packed", features, tokenizer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast_loss, _ = trained_token_loss(model, batch)
+    cast = lora_gradients(model, cast_loss)
+    with torch.autocast("cpu", dtype=torch.bfloat16), disable_input_dtype_casting(model):
+        uncast_loss, _ = trained_token_loss(model, batch)
+    uncast = lora_gradients(model, uncast_loss)
+
+    torch.testing.assert_close(uncast_loss, cast_loss, rtol=LOSS_RTOL, atol=0.0)
+    for name in cast:
+        assert cast[name].abs().max() > 0, name
+        torch.testing.assert_close(uncast[name], cast[name], rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
+
+
+def test_build_trainer_uncasts_lora_inputs_only_under_autocast():
+    from types import SimpleNamespace
+
+    from ft.train import uncast_adapter_inputs
+
+    lora = SimpleNamespace(method="lora", fsdp="off")
+    assert uncast_adapter_inputs(lora, torch.bfloat16)
+    assert uncast_adapter_inputs(lora, torch.float16)
+    assert not uncast_adapter_inputs(lora, torch.float32)
+    assert not uncast_adapter_inputs(SimpleNamespace(method="full", fsdp="off"), torch.bfloat16)
+    assert not uncast_adapter_inputs(SimpleNamespace(method="lora", fsdp="full_shard"), torch.bfloat16)

@@ -246,10 +246,19 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list
         model=model, args=args, data_collator=collator,
         train_dataset=as_features(prepared.train), eval_dataset=as_features(prepared.eval) if prepared.eval else None,
         callbacks=callbacks, keep_checkpoints=t.keep_checkpoints,
+        uncast_adapter_inputs=uncast_adapter_inputs(t, dtype),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer
+
+
+def uncast_adapter_inputs(training, dtype) -> bool:
+    """Whether FtTrainer turns off PEFT's float32 cast of LoRA inputs (see FtTrainer.adapter_input_casts)."""
+    import torch
+
+    # NOTE: not under FSDP, whose mixed precision may not run through autocast; untested here (no GPU).
+    return dtype in (torch.bfloat16, torch.float16) and training.method != "full" and training.fsdp == "off"
 
 
 def micro_batching(cfg) -> tuple[int, int]:

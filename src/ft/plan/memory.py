@@ -98,8 +98,8 @@ def linear_input_bytes(width: int, modules: list[str], s: RunSettings) -> float:
     """Bytes per token kept for the Linear layers that read one input tensor (q/k/v, o, gate/up, down).
 
     A trained or LoRA layer keeps its input for the weight gradient; layers reading the same tensor share it.
-    PEFT casts the input to the adapter's float32, and autocast casts it back, so on a bfloat16 model each LoRA
-    layer keeps its own copy. LoRA dropout keeps a mask and a copy per layer.
+    Where PEFT casts the input to the adapter's float32 and autocast casts it back (on a bfloat16 model under
+    FSDP), each LoRA layer keeps its own copy. LoRA dropout keeps a mask and a copy per layer.
     """
     b = s.element_bytes
     if s.method == "full":

@@ -26,6 +26,7 @@ class RunSettings:
     on_gpu: bool
     rows_per_micro_batch: int
     micro_batches_per_step: int  # per device
+    fsdp: bool = False
 
     @property
     def element_bytes(self) -> int:
@@ -33,8 +34,11 @@ class RunSettings:
 
     @property
     def adapter_dtype_differs(self) -> bool:
-        """Whether LoRA weights (kept in float32 by PEFT) differ from the model dtype, so inputs get cast copies."""
-        return self.method != "full" and self.dtype != "float32"
+        """Whether each LoRA layer gets a cast copy of its input (PEFT keeps LoRA weights in float32).
+
+        ft train turns PEFT's input cast off under autocast (FtTrainer.adapter_input_casts), except with FSDP.
+        """
+        return self.method != "full" and self.dtype != "float32" and self.fsdp
 
 
 def resolve_dtype(precision: str, on_gpu: bool, supports_bf16: bool) -> str:
@@ -66,6 +70,7 @@ def run_settings(cfg: Config, on_gpu: bool, supports_bf16: bool) -> RunSettings:
         on_gpu=on_gpu,
         rows_per_micro_batch=rows,
         micro_batches_per_step=micro_batches,
+        fsdp=t.fsdp != "off",
     )
 
 
