@@ -204,7 +204,7 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from ft.data.collate import PackedCollator, PaddedCollator
+    from ft.data.collate import CPU_LENGTH_MULTIPLE, PackedCollator, PaddedCollator
     from ft.trainer import FtTrainer
 
     t = cfg.training
@@ -241,7 +241,12 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list
         # NOTE: FSDP goes through the Trainer's own accelerate integration; ft's tests run it on no GPU machine.
         fsdp=f"{t.fsdp} auto_wrap" if t.fsdp != "off" else "",
     )
-    collator = PackedCollator() if cfg.data.packing else PaddedCollator(prepared.tokenizer.pad_token_id)
+    pad_id = prepared.tokenizer.pad_token_id or 0
+    if cfg.data.packing:
+        one_row_on_cpu = micro_batch == 1 and not torch.cuda.is_available()
+        collator = PackedCollator(CPU_LENGTH_MULTIPLE if one_row_on_cpu else None, pad_id)
+    else:
+        collator = PaddedCollator(pad_id)
     trainer = FtTrainer(
         model=model, args=args, data_collator=collator,
         train_dataset=as_features(prepared.train), eval_dataset=as_features(prepared.eval) if prepared.eval else None,

@@ -69,11 +69,16 @@ class FtTrainer(Trainer):
         self.trained_tokens_seen = counters["trained_tokens_seen"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        real_tokens = inputs.pop("real_tokens", None)  # PackedCollator: the length before any end padding
         with self.adapter_input_casts(model):
             loss, count = trained_token_loss(model, inputs)
         if model.training:
             mask = inputs.get("attention_mask")
-            self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            if real_tokens is not None:
+                self.tokens_seen += int(real_tokens)
+            else:
+                self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.trained_tokens_seen += int(count)
         if num_items_in_batch is not None:
             loss = loss / num_items_in_batch
@@ -103,6 +108,7 @@ class FtTrainer(Trainer):
 def trained_token_loss(model, inputs: dict) -> tuple[torch.Tensor, int]:
     """Return the summed cross-entropy over trained tokens and their count, computing logits only there."""
     inputs = dict(inputs)
+    inputs.pop("real_tokens", None)
     labels = inputs.pop("labels")
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)

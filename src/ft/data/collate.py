@@ -10,6 +10,15 @@ predicted from the one before it.
 Both collators pass `use_cache=False`: with a cache object present (the default when the model config sets
 `use_cache: true`, as most do), transformers skips the packed-row detection and every packed row attends to the
 rows before it. tests/test_data_packing.py shows both the leak and its absence.
+
+On a CPU each micro-batch is one row (see ft.train.micro_batching), right-padded to a multiple of
+CPU_LENGTH_MULTIPLE tokens. oneDNN, which runs the CPU matrix products, builds and caches a kernel per matrix shape;
+with every row a new length, it kept building new ones, and glibc kept the freed memory of each differently sized
+activation. Measured on a 2-core CPU with AMX (SmolLM2-135M, LoRA, bfloat16, 96 rows of 150 to 700 tokens): exact
+lengths started at 377 tokens/s and fell to 309 while resident memory grew from 2.5 to 3.7 GB; lengths rounded up
+to 64 ran at 430 tokens/s with memory flat at 2.3 GB. The padding sits after the row's last token, so with causal
+attention no real token sees it and no attention mask is needed; its labels are ignored. `real_tokens` carries the
+row's unpadded length for the token counts.
 """
 
 from __future__ import annotations
@@ -19,7 +28,14 @@ import torch
 from ft.data.prepare import IGNORE
 
 
+CPU_LENGTH_MULTIPLE = 64
+
+
 class PackedCollator:
+    def __init__(self, pad_to_multiple_of: int | None = None, pad_token_id: int = 0):
+        self.pad_to_multiple_of = pad_to_multiple_of  # applied to one-row micro-batches only
+        self.pad_token_id = pad_token_id
+
     def __call__(self, features: list[dict]) -> dict:
         ids, labels, positions = [], [], []
         for feature in features:
@@ -28,8 +44,13 @@ class PackedCollator:
             ids.extend(feature["input_ids"])
             labels.extend(row_labels)
             positions.extend(range(len(feature["input_ids"])))
+        real_tokens = len(ids)
+        if self.pad_to_multiple_of and len(features) == 1:
+            padding = -len(ids) % self.pad_to_multiple_of
+            ids.extend([self.pad_token_id] * padding)
+            labels.extend([IGNORE] * padding)
         batch = {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long),
-                 "use_cache": False}
+                 "use_cache": False, "real_tokens": real_tokens}
         if len(features) > 1:
             batch["position_ids"] = torch.tensor([positions], dtype=torch.long)
         return batch

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from ft.plan.arch import Architecture
 from ft.plan.settings import RunSettings
 
+# Mirrors ft.data.collate.CPU_LENGTH_MULTIPLE, which imports torch.
+CPU_LENGTH_MULTIPLE = 64
 # Micro-batches simulated per plan: enough for a stable mean and maximum, small enough to stay well under a second.
 SIMULATED_MICRO_BATCHES = 20_000
 MAX_TRIALS = 16
@@ -41,6 +43,9 @@ def make_micro_batch(rows: list[tuple[int, int]], arch: Architecture, s: RunSett
     row. A sliding-window layer needs a mask once the row is longer than the window, except with flash_attention_2.
     """
     lengths = [length for length, _ in rows]
+    if s.packing and not s.on_gpu and len(rows) == 1:
+        # ft.data.collate pads a one-row CPU micro-batch at its end to a multiple of CPU_LENGTH_MULTIPLE tokens.
+        lengths = [-lengths[0] % CPU_LENGTH_MULTIPLE + lengths[0]]
     longest = max(lengths)
     flash = s.attn_implementation.startswith("flash")
     tokens = sum(lengths) if s.packing else longest * len(rows)
