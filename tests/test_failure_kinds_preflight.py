@@ -115,7 +115,7 @@ def test_auto_on_cpu_is_float32(monkeypatch):
     assert ft.model.choose_dtype("auto") == torch.float32
 
 
-def test_auto_on_cpu_with_native_bfloat16(monkeypatch):
+def test_auto_on_bfloat16_cpu(monkeypatch):
     cpu = {**CPU, "bf16": True}
     assert doctor.check_precision("auto", "llama", cpu).message == "auto -> bfloat16 on CPU"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

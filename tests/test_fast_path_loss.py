@@ -141,7 +141,7 @@ def test_batch_without_trained_token(model, features, tokenizer):
     assert all(gradient.abs().max() == 0 for gradient in gradients.values())
 
 
-def test_uncast_lora_inputs_change_nothing_under_autocast(tiny_model_dir, features, tokenizer):
+def test_uncast_lora_inputs_same_loss(tiny_model_dir, features, tokenizer):
     """FtTrainer stops PEFT's float32 cast of LoRA inputs under bfloat16 autocast: same loss, same gradients.
 
     Autocast casts the input straight back to bfloat16, so the cast only cost copies; the results must be equal
@@ -171,7 +171,7 @@ def test_uncast_lora_inputs_change_nothing_under_autocast(tiny_model_dir, featur
         torch.testing.assert_close(uncast[name], cast[name], rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
 
 
-def test_build_trainer_uncasts_lora_inputs_only_under_autocast():
+def test_uncast_only_under_autocast():
     from types import SimpleNamespace
 
     from ft.train import uncast_adapter_inputs
@@ -184,7 +184,7 @@ def test_build_trainer_uncasts_lora_inputs_only_under_autocast():
     assert not uncast_adapter_inputs(SimpleNamespace(method="lora", fsdp="full_shard"), torch.bfloat16)
 
 
-def test_end_padding_of_one_row_changes_nothing(model, features, tokenizer):
+def test_end_padding_same_loss(model, features, tokenizer):
     """A one-row CPU micro-batch padded at its end to a multiple of 64 gives the unpadded loss and gradients."""
     row = [features[0]]
     plain = PackedCollator()(row)
@@ -207,6 +207,6 @@ def test_end_padding_of_one_row_changes_nothing(model, features, tokenizer):
         torch.testing.assert_close(padded_grads[name], plain_grads[name], rtol=GRAD_RTOL, atol=1e-6, msg=name)
 
 
-def test_two_rows_are_never_end_padded(features):
+def test_packed_rows_never_end_padded(features):
     batch = PackedCollator(pad_to_multiple_of=64, pad_token_id=0)(features)
     assert batch["input_ids"].shape[1] == sum(len(f["input_ids"]) for f in features)

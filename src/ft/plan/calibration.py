@@ -28,6 +28,8 @@ DEFAULT_CPU_BASE_MEMORY_GB = 0.85  # measured: Python with torch, transformers a
 # the process (the mmap threshold rises after the first large free), so the peak grows past the live peak. Measured
 # 2.2 with SmolLM2-135M LoRA on one 596-token row (live peak 2.34 GB, resident peak 3.27 GB); with
 # MALLOC_MMAP_THRESHOLD_=131072 the resident peak matched the live one.
+# NOTE: the retained memory does not scale with the activations: a factor calibrated on short rows overstates long
+# rows (+57% and +28% on the seed set at max_length 2048, see docs/plan.md "Limits"). A better model is open work.
 DEFAULT_CPU_ALLOCATOR_FACTOR = 2.2
 RUNS_CONSIDERED = 20
 CALIBRATION_VERSION = 1
