@@ -12,12 +12,12 @@ Both collators pass `use_cache=False`: with a cache object present (the default 
 rows before it. tests/test_data_packing.py shows both the leak and its absence.
 
 On a CPU each micro-batch is one row (see ft.train.micro_batching), right-padded to a multiple of
-CPU_LENGTH_MULTIPLE tokens. oneDNN, which runs the CPU matrix products, builds and caches a kernel per matrix shape;
-with every row a new length, it kept building new ones, and glibc kept the freed memory of each differently sized
+CPU_LENGTH_MULTIPLE tokens. oneDNN, which runs the CPU matrix products, builds and caches a kernel per matrix shape,
+so with every row a new length it kept building new ones, and glibc kept the freed memory of each differently sized
 activation. Measured on a 2-core CPU with AMX (SmolLM2-135M, LoRA, bfloat16, 96 rows of 150 to 700 tokens): exact
 lengths started at 377 tokens/s and fell to 309 while resident memory grew from 2.5 to 3.7 GB; lengths rounded up
 to 64 ran at 430 tokens/s with memory flat at 2.3 GB. The padding sits after the row's last token, so with causal
-attention no real token sees it and no attention mask is needed; its labels are ignored. `real_tokens` carries the
+attention no real token sees it and no attention mask is needed. Its labels are ignored. `real_tokens` carries the
 row's unpadded length for the token counts.
 """
 
