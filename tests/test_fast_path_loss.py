@@ -42,17 +42,22 @@ def features(tokenizer) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    model = load_model(resolve_model(str(tiny_model_dir)), torch.float32, "sdpa")
+def lora_model(model_dir, dtype):
+    """Build the tiny model with LoRA in training mode, with random LoRA B weights."""
+    model = load_model(resolve_model(str(model_dir)), dtype, "sdpa")
     model = apply_lora(model, LoraSection(), gradient_checkpointing=False)
-    # LoRA starts with B = 0, which makes the gradient of every A zero; random B gives every LoRA weight a gradient.
+    # LoRA starts with B = 0, which makes the gradient of every A zero. Random B gives every LoRA weight a gradient.
     torch.manual_seed(1)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(parameter, std=0.05)
     model.train()
     return model
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return lora_model(tiny_model_dir, torch.float32)
 
 
 def make_batch(layout: str, features: list[dict], tokenizer) -> dict:
@@ -144,18 +149,12 @@ def test_batch_without_trained_token(model, features, tokenizer):
 def test_uncast_lora_inputs_same_loss(tiny_model_dir, features, tokenizer):
     """FtTrainer stops PEFT's float32 cast of LoRA inputs under bfloat16 autocast: same loss, same gradients.
 
-    Autocast casts the input straight back to bfloat16, so the cast only cost copies; the results must be equal
+    Autocast casts the input straight back to bfloat16, so the cast only cost copies. The results must be equal
     within float32 summation order (measured: identical).
     """
     from peft.helpers import disable_input_dtype_casting
 
-    model = load_model(resolve_model(str(tiny_model_dir)), torch.bfloat16, "sdpa")
-    model = apply_lora(model, LoraSection(), gradient_checkpointing=False)
-    torch.manual_seed(1)
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.05)
-    model.train()
+    model = lora_model(tiny_model_dir, torch.bfloat16)
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
     batch = make_batch("packed", features, tokenizer)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -193,7 +192,8 @@ def test_end_padding_same_loss(model, features, tokenizer):
     assert length % 64 != 0, "a row already at a multiple of 64 would get no padding"
     assert padded["input_ids"].shape[1] == -length % 64 + length
     assert padded["real_tokens"] == plain["real_tokens"] == length
-    assert "attention_mask" not in padded and "position_ids" not in padded
+    assert "attention_mask" not in padded
+    assert "position_ids" not in padded
 
     plain_loss_value, plain_count = trained_token_loss(model, plain)
     plain_grads = lora_gradients(model, plain_loss_value)

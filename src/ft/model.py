@@ -218,22 +218,27 @@ def check_lora_targets(target_modules, model_config) -> None:
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Return whether this CPU has native bfloat16 matrix instructions (read from /proc/cpuinfo, no torch)."""
-    # NOTE: Linux only; elsewhere (macOS, Windows) the CPU counts as having none, so `auto` stays float32 there.
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """Return the first CPU's feature flags from /proc/cpuinfo, or an empty set where that file is missing."""
     try:
         with open(cpuinfo, encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in CPU_BF16_FLAGS)
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Return whether this CPU has native bfloat16 matrix instructions (read from /proc/cpuinfo, no torch)."""
+    # NOTE: Linux only. Elsewhere (macOS, Windows) the CPU counts as having none, so `auto` stays float32 there.
+    flags = cpu_flags(cpuinfo)
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
 def choose_dtype(precision: str):
-    """Resolve model.precision against the device; raise FtError for a precision the device cannot run.
+    """Resolve model.precision against the device, and raise FtError for a precision the device cannot run.
 
     `auto` is bfloat16 where the device computes it natively (a CUDA GPU of compute capability 8.0 or newer, a CPU
     with AMX or AVX-512 BF16), else float32. Training then keeps the LoRA weights in float32 under autocast.

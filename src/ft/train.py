@@ -259,7 +259,7 @@ def build_trainer(cfg, model, prepared: Prepared, run_dir: Path, callbacks: list
 
 
 def uncast_adapter_inputs(training, dtype) -> bool:
-    """Whether FtTrainer turns off PEFT's float32 cast of LoRA inputs (see FtTrainer.adapter_input_casts)."""
+    """Return whether FtTrainer turns off PEFT's float32 cast of LoRA inputs (see FtTrainer.adapter_input_casts)."""
     import torch
 
     # NOTE: not under FSDP, whose mixed precision may not run through autocast; untested here (no GPU).

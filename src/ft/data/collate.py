@@ -17,7 +17,7 @@ so with every row a new length it kept building new ones, and glibc kept the fre
 activation. Measured on a 2-core CPU with AMX (SmolLM2-135M, LoRA, bfloat16, 96 rows of 150 to 700 tokens): exact
 lengths started at 377 tokens/s and fell to 309 while resident memory grew from 2.5 to 3.7 GB; lengths rounded up
 to 64 ran at 430 tokens/s with memory flat at 2.3 GB. The padding sits after the row's last token, so with causal
-attention no real token sees it and no attention mask is needed. Its labels are ignored. `real_tokens` carries the
+attention no real token attends to it and no attention mask is needed. Its labels are ignored. `real_tokens` carries the
 row's unpadded length for the token counts.
 """
 

@@ -28,15 +28,15 @@ DEFAULT_CPU_BASE_MEMORY_GB = 0.85  # measured: Python with torch, transformers a
 # the process (the mmap threshold rises after the first large free), so the peak grows past the live peak. Measured
 # 2.2 with SmolLM2-135M LoRA on one 596-token row (live peak 2.34 GB, resident peak 3.27 GB); with
 # MALLOC_MMAP_THRESHOLD_=131072 the resident peak matched the live one.
-# NOTE: the retained memory does not scale with the activations: a factor calibrated on short rows overstates long
-# rows (+57% and +28% on the seed set at max_length 2048, see docs/plan.md "Limits"). A better model is open work.
+# NOTE: the retained memory does not scale with the activations. A factor calibrated on short rows overstates rows of
+# up to 2,048 tokens (measured +57% and +28%, docs/plan.md "Limits" has the figures).
 DEFAULT_CPU_ALLOCATOR_FACTOR = 2.2
 RUNS_CONSIDERED = 20
 CALIBRATION_VERSION = 1
 
 
-# Uncalibrated bfloat16 matmul rate over the float32 one, per CPU flag. NOTE: a guess; measured 5.0 with AMX on
-# one 2-core Xeon, and `ft plan --calibrate` replaces it with this machine's figure.
+# Uncalibrated bfloat16 matmul rate over the float32 one, per CPU flag. NOTE: a guess (measured 5.0 with AMX on one
+# 2-core Xeon), which `ft plan --calibrate` replaces with this machine's figure.
 BF16_SPEEDUP_GUESS = {"amx_bf16": 4.0, "avx512_bf16": 2.0}
 
 
@@ -120,7 +120,7 @@ def estimated_cpu_peak() -> float:
 
 def estimated_matmul_flops() -> dict[str, float]:
     """Return guessed matmul FLOP/s per dtype this CPU trains in, for a machine not yet calibrated."""
-    from ft.model import CPU_BF16_FLAGS, cpu_supports_bf16
+    from ft.model import CPU_BF16_FLAGS, cpu_flags, cpu_supports_bf16
 
     rates = {"float32": estimated_cpu_peak()}
     if cpu_supports_bf16():
@@ -130,22 +130,12 @@ def estimated_matmul_flops() -> dict[str, float]:
     return rates
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine_peaks() -> tuple[dict[str, float], str]:
     """Return this machine's matmul FLOP/s per dtype and the dtype its stored efficiency is measured against."""
     entry = read_calibration()["machines"].get(machine_key())
     if not entry:
         return estimated_matmul_flops(), "float32"
-    dtype = entry.get("peak_dtype", "float32")  # entries written before ft measured bfloat16 hold float32 only
+    dtype = entry.get("peak_dtype", "float32")  # entries written before ft measured bfloat16 contain float32 only
     return entry.get("matmul_flops") or {dtype: entry["peak_flops"]}, dtype
 
 
