@@ -478,7 +478,10 @@ def test_calibrate_tiny_model_stores_speed(tiny_model_dir, plan_cache, capsys):
     (entry,) = stored["machines"].values()
     assert entry["efficiency"] > 0
     assert entry["peak_flops"] > 1e8
-    assert 1.0 <= entry["allocator_factor"] <= 4.0
+    assert 1.0 <= entry["activation_factor"] <= 4.0
+    assert entry["retained_memory_gb"] >= 0
+    assert entry["warmup_s"] >= 0
+    assert entry["decode_step_s_per_layer"] > 0
     assert "calibrated this machine" in out
     assert "speed: calibrated" in out
 

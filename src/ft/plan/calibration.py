@@ -18,19 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft.errors import FtError
+from ft.plan.memory import ResidentTerms
+from ft.plan.tool_eval import DEFAULT_CPU_DECODE_STEP_S_PER_LAYER
 
 DEFAULT_GPU_EFFICIENCY = 0.35
 # Uncalibrated CPU: a guess from the core count, clock and vector width, at this share of that peak.
 # NOTE: a guess until `ft plan CONFIG --calibrate` measures this machine.
 DEFAULT_CPU_EFFICIENCY = 0.4
 DEFAULT_CPU_BASE_MEMORY_GB = 0.85  # measured: Python with torch, transformers and peft imported, 2 cores, Linux
-# Peak resident memory over live activations on Linux with glibc's default malloc: freed activation memory stays in
-# the process (the mmap threshold rises after the first large free), so the peak grows past the live peak. Measured
-# 2.2 with SmolLM2-135M LoRA on one 596-token row (live peak 2.34 GB, resident peak 3.27 GB); with
-# MALLOC_MMAP_THRESHOLD_=131072 the resident peak matched the live one.
-# NOTE: the retained memory does not scale with the activations. A factor calibrated on short rows overstates rows of
-# up to 2,048 tokens (measured +57% and +28%, docs/plan.md "Limits" has the figures).
-DEFAULT_CPU_ALLOCATOR_FACTOR = 2.2
+# Resident memory beyond the live tensors for a machine not yet calibrated (see ft.plan.memory.ResidentTerms).
+# NOTE: measured once, by `ft plan configs/quickstart.yaml --calibrate` on a 2-core Xeon with glibc 2.36
+# (SmolLM2-135M, LoRA, bfloat16); other machines, allocators and models differ.
+DEFAULT_CPU_RESIDENT = ResidentTerms(retained_bytes=0.33e9, activation_factor=2.0)
 RUNS_CONSIDERED = 20
 CALIBRATION_VERSION = 1
 
@@ -49,9 +48,12 @@ class CpuSpeed:
     base_memory_gb: float
     source: str  # how the numbers were found, for the report
     calibrated: bool
-    allocator_factor: float = DEFAULT_CPU_ALLOCATOR_FACTOR
+    resident: ResidentTerms = DEFAULT_CPU_RESIDENT
     peak_dtype: str = "float32"
     matmul_flops: dict[str, float] | None = None  # matmul rate per dtype; None: only peak_dtype is known
+    warmup_s: float = 0.0  # a run's first step beyond the steady rate (kernels built, memory first touched)
+    decode_step_s_per_layer: float = DEFAULT_CPU_DECODE_STEP_S_PER_LAYER  # see ft.plan.tool_eval
+    forward_speedup: float = 1.0  # evaluation's FLOP/s over training's; 1.0 until calibrated
 
     def flops_per_s(self, dtype: str) -> float:
         """Sustained training FLOP/s in `dtype`: its matmul rate times the measured efficiency."""
@@ -152,13 +154,30 @@ def cpu_speed(run_efficiencies: list[float] | None = None) -> CpuSpeed:
         runs = f", refined with {len(samples)} past run(s)" if samples else ""
         return CpuSpeed(entry["peak_flops"], efficiency, entry.get("base_memory_gb", DEFAULT_CPU_BASE_MEMORY_GB),
                         f"calibrated {entry.get('measured_at', '?')}{runs}", True,
-                        entry.get("allocator_factor", DEFAULT_CPU_ALLOCATOR_FACTOR), dtype, rates)
+                        stored_resident(entry), dtype, rates, entry.get("warmup_s", 0.0),
+                        entry.get("decode_step_s_per_layer", DEFAULT_CPU_DECODE_STEP_S_PER_LAYER),
+                        entry.get("forward_speedup", 1.0))
     if samples:
         return CpuSpeed(rates[dtype], statistics.median(samples), DEFAULT_CPU_BASE_MEMORY_GB,
                         f"from {len(samples)} past run(s); not calibrated", False, matmul_flops=rates)
     return CpuSpeed(rates[dtype], DEFAULT_CPU_EFFICIENCY, DEFAULT_CPU_BASE_MEMORY_GB,
                     "not calibrated: a guess from the CPU's cores, clock and vector units", False,
                     matmul_flops=rates)
+
+
+def stored_warmup_s() -> float:
+    entry = read_calibration()["machines"].get(machine_key()) or {}
+    return entry.get("warmup_s", 0.0)
+
+
+def stored_resident(entry: dict) -> ResidentTerms:
+    """Return a calibration entry's resident-memory terms; entries written before ft measured two row lengths
+    hold one factor on the activations."""
+    if "activation_factor" in entry:
+        return ResidentTerms(entry.get("retained_memory_gb", 0.0) * 1e9, entry["activation_factor"])
+    if "allocator_factor" in entry:
+        return ResidentTerms(0.0, entry["allocator_factor"])
+    return DEFAULT_CPU_RESIDENT
 
 
 def gpu_efficiency(accelerator: str) -> tuple[float, str]:

@@ -16,11 +16,13 @@ from ft.plan.calibration import CpuSpeed, cpu_speed, gpu_efficiency, past_runs
 from ft.plan.flops import evaluation_flops, training_flops
 from ft.plan.hardware import ACCELERATORS, Flavor, PriceList, current_price_list, flavor_named
 from ft.plan.memory import (
-    CUDA_OVERHEAD_BYTES, HOST_BYTES_PER_DATA_TOKEN, MemoryParts, activation_bytes, memory_parts, trained_parameters,
+    CUDA_OVERHEAD_BYTES, HOST_BYTES_PER_DATA_TOKEN, NO_EXTRA, MemoryParts, ResidentTerms, activation_bytes,
+    memory_parts, trained_parameters,
 )
 from ft.plan.model_files import ModelInfo, find_model
 from ft.plan.settings import RunSettings, run_settings
 from ft.plan.tokens import TokenCounts, count_data_tokens
+from ft.plan.tool_eval import tool_eval_seconds
 
 LOCAL = "local"
 LOCAL_LABEL = "this machine (cpu)"
@@ -47,7 +49,10 @@ class Device:
     flops_per_s: dict[str, float]  # sustained rate per training dtype, per process
     overhead_bytes: float
     speed_source: str
-    allocator_factor: float = 1.0  # see memory_parts
+    resident: ResidentTerms = NO_EXTRA  # see memory_parts
+    warmup_s: float = 0.0  # once per run, see CpuSpeed
+    decode_step_s_per_layer: float = GPU_LAYER_OVERHEAD_S * FORWARD_SHARE  # see ft.plan.tool_eval
+    forward_speedup: float = 1.0  # evaluation's FLOP/s over training's (calibrated on this machine)
 
 
 @dataclass
@@ -157,9 +162,10 @@ def workload_for(loaded: LoadedConfig) -> Workload:
 
 def run_efficiencies(cfg: Config, arch: Architecture) -> list[float]:
     """Training efficiency of this model's past runs on this machine, against the peak the plan uses."""
-    from ft.plan.calibration import machine_peaks
+    from ft.plan.calibration import machine_peaks, stored_warmup_s
 
     rates, _ = machine_peaks()
+    warmup_s = stored_warmup_s()
     samples = []
     for run in past_runs(cfg.output.dir, cfg.model.name):
         summary = run["summary"]
@@ -168,7 +174,8 @@ def run_efficiencies(cfg: Config, arch: Architecture) -> list[float]:
         if summary.get("device", "cpu") != "cpu" or dtype not in rates:
             continue
         flops = run_training_flops(run["config"], summary, arch, dtype)
-        samples.append(flops / summary["train_time_s"] / rates[dtype])
+        seconds = max(summary["train_time_s"] - warmup_s, 1e-3)
+        samples.append(flops / seconds / rates[dtype])
     return samples
 
 
@@ -202,7 +209,8 @@ def local_device(workload: Workload) -> Device:
 
     rates = {dtype: workload.cpu.flops_per_s(dtype) for dtype in ("float32", "bfloat16")}
     return Device(LOCAL, LOCAL_LABEL, None, False, cpu_supports_bf16(), 1, local_memory_bytes(), 0.0,
-                  rates, host_overhead(workload), workload.cpu.source, workload.cpu.allocator_factor)
+                  rates, host_overhead(workload), workload.cpu.source, workload.cpu.resident, workload.cpu.warmup_s,
+                  workload.cpu.decode_step_s_per_layer, workload.cpu.forward_speedup)
 
 
 def flavor_device(workload: Workload, flavor: Flavor) -> Device:
@@ -213,7 +221,8 @@ def flavor_device(workload: Workload, flavor: Flavor) -> Device:
         return Device(flavor.name, flavor.name, flavor, False, False, 1, flavor.ram_gb * 1e9,
                       flavor.price_per_hour_usd, {"float32": rate},
                       host_overhead(workload), f"this machine's rate per core x {flavor.cpus} vCPUs",
-                      workload.cpu.allocator_factor)
+                      workload.cpu.resident, decode_step_s_per_layer=workload.cpu.decode_step_s_per_layer,
+                      forward_speedup=workload.cpu.forward_speedup)
     spec = ACCELERATORS[flavor.accelerator]
     efficiency, source = gpu_efficiency(flavor.accelerator)
     rates = {dtype: tflops * 1e12 * efficiency for dtype, tflops in spec.peak_tflops.items()}
@@ -241,16 +250,22 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
     steps, micro_batches = count_steps(rows_used, cfg.training.epochs, cfg.training.max_steps, s, device.devices)
     orders = workload.simulated(micro_batches, s)
 
-    parts = peak_memory(workload, s, orders, device.overhead_bytes, device.allocator_factor)
+    parts = peak_memory(workload, s, orders, device.overhead_bytes, device.resident)
     simulated = [workload.cached(training_flops, s, batch) for order in orders for batch in order]
     train_flops = statistics.fmean(simulated) * micro_batches if simulated else 0.0
 
     rate = device.flops_per_s.get(s.dtype, 0.0)
     per_batch_overhead = GPU_LAYER_OVERHEAD_S * arch.num_layers if device.on_gpu else 0.0
     scaling = GPU_SCALING_EFFICIENCY if device.devices > 1 else 1.0
-    train_s = (train_flops / rate + micro_batches * per_batch_overhead) / scaling if rate else math.inf
+    train_s = math.inf
+    if rate:
+        train_s = (train_flops / rate + micro_batches * per_batch_overhead) / scaling + device.warmup_s
     eval_flops, eval_batches = evaluation_work(workload, s, steps, device.devices)
-    eval_s = (eval_flops / rate + eval_batches * per_batch_overhead * FORWARD_SHARE) / scaling if rate else math.inf
+    eval_s = math.inf
+    if rate:
+        eval_s = (eval_flops / (rate * device.forward_speedup) + eval_batches * per_batch_overhead * FORWARD_SHARE)
+        eval_s /= scaling
+    eval_s += tool_eval_time(workload, s, device)
     time_s = train_s + eval_s
     flavor = device.flavor
 
@@ -268,19 +283,36 @@ def estimate_on(workload: Workload, device: Device) -> FlavorEstimate:
 
 
 def peak_memory(workload: Workload, s: RunSettings, orders: list[list[MicroBatch]], overhead: float,
-                allocator_factor: float) -> MemoryParts:
+                resident: ResidentTerms) -> MemoryParts:
     """Average, over simulated data orders, the parts at each order's largest micro-batch.
 
-    The largest micro-batch is the one with the most activation and logit bytes, since the other parts are the
-    same for every micro-batch.
+    The largest micro-batch is the one with the most activation and logit bytes, the activations scaled by
+    `resident.activation_factor`. The other parts are the same for every micro-batch.
     """
     arch = workload.arch
     if not orders:
-        return memory_parts(arch, s, MicroBatch(0, 0, 0, 0, 0, 0, 0), overhead, allocator_factor)
-    largest = [max(order, key=lambda b: sum(workload.cached(activation_bytes, s, b))) for order in orders]
-    worst = [memory_parts(arch, s, batch, overhead, allocator_factor) for batch in largest]
+        return memory_parts(arch, s, MicroBatch(0, 0, 0, 0, 0, 0, 0), overhead, resident)
+
+    def dynamic_bytes(batch: MicroBatch) -> float:
+        activations, logits = workload.cached(activation_bytes, s, batch)
+        return resident.activation_factor * activations + logits
+
+    largest = [max(order, key=dynamic_bytes) for order in orders]
+    worst = [memory_parts(arch, s, batch, overhead, resident) for batch in largest]
     averaged = {name: statistics.fmean(getattr(p, name) for p in worst) for name in vars(worst[0])}
     return MemoryParts(**averaged)
+
+
+def tool_eval_time(workload: Workload, s: RunSettings, device: Device) -> float:
+    """Seconds of the tool-call evaluation ft train runs after training (on the first process only)."""
+    cfg = workload.cfg
+    counts = workload.counts.get("eval")
+    rate = device.flops_per_s.get(s.dtype, 0.0)
+    if counts is None or not rate:
+        return 0.0
+    turns = [tuple(turn) for turn in counts.first_turns[:cfg.training.tool_eval_rows]]
+    return tool_eval_seconds(workload.arch, s, turns, cfg.training.tool_eval_max_new_tokens, rate,
+                             device.decode_step_s_per_layer)
 
 
 def evaluation_work(workload: Workload, s: RunSettings, steps: int, devices: int) -> tuple[float, int]:

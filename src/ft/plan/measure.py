@@ -3,7 +3,9 @@
 This is the one part of `ft plan` that imports torch and loads weights. It runs ft's own training path (prepare_run,
 load_model, apply_lora, build_trainer) for CALIBRATION_STEPS optimizer steps, times all but the first (which pays
 for warm-up), and stores achieved training FLOP/s divided by the peak. On a CPU the peak is the measured matmul
-rate in the dtype training used. On a GPU it is the data-sheet peak of its model, so the result applies to every flavor with that GPU.
+rate in the dtype training used. On a GPU it is the data-sheet peak of its model, so the result applies to every
+flavor with that GPU. On a CPU it also stores the first step's warm-up, the resident-memory terms, evaluation's
+speed and a decoding step's time (see ft.plan.probes).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ft.errors import FtError
 CALIBRATION_STEPS = 4
 MATMUL_SIZE = 1024
 MATMUL_SECONDS = 1.5
-MAX_ALLOCATOR_FACTOR = 4.0
+MAX_ACTIVATION_FACTOR = 4.0
 
 
 def calibrate(loaded: LoadedConfig) -> dict:
@@ -44,6 +46,9 @@ def calibrate(loaded: LoadedConfig) -> dict:
     steps = timed_steps(short, prepared)
     settings, arch = plan_inputs(short, torch)
     flops = sum(training_flops_of(rows, arch, settings) for rows in steps["micro_batches"])
+    first_flops = sum(training_flops_of(rows, arch, settings) for rows in steps["first_micro_batches"])
+    # The first step also builds kernels and touches fresh memory: its time beyond the steady rate, once per run.
+    warmup_s = max(steps["first_step_seconds"] - first_flops * steps["seconds"] / flops, 0.0)
     matmul = {} if accelerator else cpu_matmul_rates(torch)
     peak = ACCELERATORS[accelerator].peak_tflops[settings.dtype] * 1e12 if accelerator else matmul[settings.dtype]
     entry = {
@@ -51,25 +56,50 @@ def calibrate(loaded: LoadedConfig) -> dict:
         "efficiency": round(flops / steps["seconds"] / peak, 4), "model": short.config.model.name,
         "tokens_per_s": round(steps["tokens"] / steps["seconds"], 1), "timed_steps": CALIBRATION_STEPS - 1,
         "threads": torch.get_num_threads(), "measured_peak_memory_gb": round(steps["peak_bytes"] / 1e9, 3),
+        "warmup_s": round(warmup_s, 2),
     }
+    if accelerator is None:
+        entry["decode_step_s_per_layer"] = round(steps["decode_step_s"] / arch.num_layers, 6)
+        forward_flops = sum(evaluation_flops_of(rows, arch, settings) for rows in steps["forward"]["micro_batches"])
+        # Evaluation reaches a higher share of the peak than training: no backward pass, whose CPU attention is slow.
+        entry["forward_speedup"] = round(forward_flops / steps["forward"]["seconds"] / (flops / steps["seconds"]), 3)
     if accelerator is None:
         entry["matmul_flops"] = {dtype: round(rate) for dtype, rate in matmul.items()}
         entry["base_memory_gb"] = round(base_bytes / 1e9, 3)
-        entry["allocator_factor"] = round(allocator_factor(arch, settings, steps, base_bytes + data_bytes), 3)
+        terms = allocator_terms(arch, settings, steps, base_bytes + data_bytes)
+        entry["retained_memory_gb"] = round(terms["retained_bytes"] / 1e9, 3)
+        entry["activation_factor"] = round(terms["activation_factor"], 3)
     record(entry, accelerator)
     return {**entry, "path": str(calibration_path())}
 
 
-def allocator_factor(arch, settings, steps: dict, overhead: float) -> float:
-    """Return how much more resident memory the process took than its live activations and logits needed."""
+def allocator_terms(arch, settings, steps: dict, overhead: float) -> dict[str, float]:
+    """Return the resident memory the process held beyond the live tensors the plan counts, as a fixed part (bytes)
+    and a factor on the activations, from the timed steps and, where measured, one longest row."""
+    points = [resident_extra(arch, settings, steps["all_micro_batches"], steps["peak_bytes"], overhead)]
+    if steps.get("long_row"):
+        long_row = steps["long_row"]
+        points.append(resident_extra(arch, settings, [long_row["rows"]], long_row["peak_bytes"], overhead))
+    (short_activations, short_extra), *rest = points
+    if rest and rest[0][0] > short_activations * 1.2:
+        long_activations, long_extra = rest[0]
+        growth = (long_extra - short_extra) / (long_activations - short_activations)
+        factor = min(max(1 + growth, 1.0), MAX_ACTIVATION_FACTOR)
+        retained = max(short_extra - (factor - 1) * short_activations, 0.0)
+    else:  # one point: all of the extra is taken to grow with the activations, as before ft measured two
+        factor = min(max(1 + short_extra / short_activations, 1.0), MAX_ACTIVATION_FACTOR) if short_activations else 1.0
+        retained = 0.0
+    return {"retained_bytes": retained, "activation_factor": factor}
+
+
+def resident_extra(arch, settings, micro_batches: list, peak_bytes: float, overhead: float) -> tuple[float, float]:
+    """Return (activations, measured peak minus the planned peak) for the largest of these micro-batches."""
     from ft.plan.batches import make_micro_batch
     from ft.plan.memory import memory_parts
 
-    batches = [make_micro_batch(rows, arch, settings) for rows in steps["all_micro_batches"]]
+    batches = [make_micro_batch(rows, arch, settings) for rows in micro_batches]
     parts = max((memory_parts(arch, settings, b, overhead) for b in batches), key=lambda p: p.peak)
-    dynamic = parts.activations + parts.logits
-    factor = 1 + (steps["peak_bytes"] - parts.peak) / dynamic if dynamic else 1.0
-    return min(max(factor, 1.0), MAX_ALLOCATOR_FACTOR)
+    return parts.activations, peak_bytes - parts.peak
 
 
 def short_config(loaded: LoadedConfig) -> LoadedConfig:
@@ -97,10 +127,12 @@ def gpu_model(torch) -> str | None:
 
 
 def timed_steps(loaded: LoadedConfig, prepared) -> dict:
-    """Train CALIBRATION_STEPS steps; return the seconds, tokens and micro-batches of all steps but the first."""
+    """Train CALIBRATION_STEPS steps; return the seconds, tokens and micro-batches of all steps but the first, and
+    the seconds and micro-batches of the first."""
     from transformers import TrainerCallback
 
     from ft.model import apply_lora, choose_dtype, load_model
+    from ft.plan import probes
     from ft.train import build_trainer, micro_batching
     from ft.trainer import peak_memory_bytes
 
@@ -112,26 +144,41 @@ def timed_steps(loaded: LoadedConfig, prepared) -> dict:
 
     step_ends: list[float] = []
     collated: list[list[tuple[int, int]]] = []
+    _, accumulation = micro_batching(cfg)
 
     class StepTimer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            step_ends.append(time.perf_counter())
+
         def on_step_end(self, args, state, control, **kwargs):
             step_ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory(prefix="ft-calibrate-") as run_dir:
         trainer = build_trainer(cfg, model, prepared, Path(run_dir), [StepTimer()], dtype)
-        trainer.data_collator = recording(trainer.data_collator, collated)
+        collator = trainer.data_collator
+        trainer.data_collator = recording(collator, collated)
         trainer.train()
+        peak_bytes = peak_memory_bytes()
+        trainer.data_collator = collator
+        longest = max(length for rows in collated for length, _ in rows)
+        long_row = probes.long_row_peak(trainer, prepared, min(cfg.data.max_length, 4 * longest))
+        forward = probes.forward_seconds(trainer, prepared)
+        decode_step_s = probes.decode_step_seconds(trainer.model, prepared)
 
-    _, accumulation = micro_batching(cfg)
     timed = collated[accumulation:accumulation * CALIBRATION_STEPS]
-    if len(step_ends) < 2 or not timed:
+    if len(step_ends) < 3 or not timed:
         raise FtError("ft plan --calibrate: training stopped before two steps; give data.train more rows.")
     return {
-        "seconds": step_ends[-1] - step_ends[0],
+        "seconds": step_ends[-1] - step_ends[1],
+        "first_step_seconds": step_ends[1] - step_ends[0],
+        "first_micro_batches": collated[:accumulation],
         "micro_batches": timed,
         "all_micro_batches": collated,
         "tokens": sum(length for rows in timed for length, _ in rows),
-        "peak_bytes": peak_memory_bytes(),
+        "peak_bytes": peak_bytes,
+        "long_row": long_row,
+        "decode_step_s": decode_step_s,
+        "forward": forward,
     }
 
 
@@ -163,6 +210,13 @@ def training_flops_of(rows: list[tuple[int, int]], arch, settings) -> float:
     from ft.plan.flops import training_flops
 
     return training_flops(arch, settings, make_micro_batch(rows, arch, settings))
+
+
+def evaluation_flops_of(rows: list[tuple[int, int]], arch, settings) -> float:
+    from ft.plan.batches import make_micro_batch
+    from ft.plan.flops import evaluation_flops
+
+    return evaluation_flops(arch, settings, make_micro_batch(rows, arch, settings))
 
 
 def cpu_matmul_rates(torch) -> dict[str, float]:
@@ -201,5 +255,15 @@ def describe_calibration(result: dict) -> str:
     peak = f"{result.get('peak_dtype', 'float32')} matmul" if result["device"] == "cpu" else "data-sheet peak"
     return (f"calibrated {device}: {peak} {result['peak_flops'] / 1e9:.0f} GFLOP/s; {result['timed_steps']} timed "
             f"training steps of {result['model']} at {result['tokens_per_s']:.0f} tokens/s reach "
-            f"{result['efficiency']:.2f} of it; peak memory {result['measured_peak_memory_gb']:.2f} GB. "
-            f"Stored in {result['path']}.")
+            f"{result['efficiency']:.2f} of it; peak memory {result['measured_peak_memory_gb']:.2f} GB"
+            f"{cpu_terms(result)}. Stored in {result['path']}.")
+
+
+def cpu_terms(result: dict) -> str:
+    """Return the figures only a CPU calibration measures, in words."""
+    if "activation_factor" not in result:
+        return ""
+    return (f" (resident beyond live tensors: {result['retained_memory_gb']:.2f} GB + {result['activation_factor']:.2f}"
+            f" x activations); evaluation {result['forward_speedup']:.2f}x training's rate, decoding "
+            f"{result['decode_step_s_per_layer'] * 1000:.1f} ms per layer and step, first-step warm-up "
+            f"{result['warmup_s']:.1f} s")

@@ -27,6 +27,22 @@ CUDA_OVERHEAD_BYTES = 0.75e9
 HOST_BYTES_PER_DATA_TOKEN = 50
 
 
+@dataclass(frozen=True)
+class ResidentTerms:
+    """Resident memory of a CPU training process beyond its live tensors, as `ft plan --calibrate` measured it.
+
+    glibc keeps freed activation memory in the process, so the heap reaches `activation_factor` times the
+    activations, plus `retained_bytes` that do not grow with them. The logits are counted once: at the sizes that
+    matter they are separate mappings, which glibc returns when they are freed.
+    """
+
+    retained_bytes: float = 0.0
+    activation_factor: float = 1.0
+
+
+NO_EXTRA = ResidentTerms()
+
+
 @dataclass
 class MemoryParts:
     """Bytes per device by part, and the peak, which counts gradients and activations once where they overlap."""
@@ -178,19 +194,19 @@ def mask_bytes(arch: Architecture, s: RunSettings, batch: MicroBatch) -> float:
 
 
 def memory_parts(arch: Architecture, s: RunSettings, batch: MicroBatch, overhead: float,
-                 allocator_factor: float = 1.0) -> MemoryParts:
+                 resident: ResidentTerms = NO_EXTRA) -> MemoryParts:
     """Memory by part for the micro-batch, and the peak.
 
     The peak is the static parts plus the larger of two moments: the start of the backward pass (activations and
     logits, plus gradients held over from earlier micro-batches of the step), and the optimizer step (all gradients
-    plus one temporary of the trained parameters' size). `allocator_factor` scales the activations and logits for
-    memory the allocator holds without handing it out; the extra is counted as overhead.
+    plus one temporary of the trained parameters' size). `resident` adds the memory a CPU process keeps beyond its
+    live tensors (see ResidentTerms); the extra is counted as overhead.
     """
     static = static_memory(arch, s)
     activations, logits = activation_bytes(arch, s, batch)
     held = static["gradients"] if s.micro_batches_per_step > 1 else 0.0
     step_temporary = static["gradients"]
-    overhead += (allocator_factor - 1) * (activations + logits)
+    overhead += resident.retained_bytes + (resident.activation_factor - 1) * activations
     peak = (static["weights"] + static["adapter"] + static["optimizer"] + overhead
             + max(activations + logits + held, static["gradients"] + step_temporary))
     return MemoryParts(static["weights"], static["adapter"], static["gradients"], static["optimizer"],

@@ -25,7 +25,7 @@ from ft.errors import FtError
 SAMPLE_ROWS = 4000
 # Characters per token when no tokenizer is available offline; measured 3.4 on the quickstart rows (SmolLM2).
 CHARS_PER_TOKEN = 3.4
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -42,6 +42,9 @@ class TokenCounts:
     problems: int = 0
     first_problem: str | None = None
     from_cache: bool = False
+    # (tokens before the first trained token, tokens of the first trained run) per used row: the prompt and the
+    # first assistant turn, which the tool-call evaluation after training generates.
+    first_turns: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def scale(self) -> float:
@@ -318,7 +321,17 @@ def count_side(data: DataSection, tokenizer, traits, end_token_id: int, seed: in
         method="sampled" if sampled and method == "exact" else method,
         dropped=dict(result.dropped), truncated=result.truncated,
         problems=len(result.problems), first_problem=result.problems[0] if result.problems else None,
+        first_turns=[first_turn(e.labels) for e in result.examples],
     )
+
+
+def first_turn(labels: list[int]) -> tuple[int, int]:
+    """Return (positions before the first trained label, length of the run of trained labels that starts there)."""
+    from ft.data.prepare import IGNORE
+
+    start = next((i for i, label in enumerate(labels) if label != IGNORE), len(labels))
+    end = next((i for i in range(start, len(labels)) if labels[i] == IGNORE), len(labels))
+    return start, end - start
 
 
 def cache_key(cfg: Config, tokenizer_files: dict[str, Path], sides: list[str]) -> str:
