@@ -129,6 +129,7 @@ def gpu_model(torch) -> str | None:
 def timed_steps(loaded: LoadedConfig, prepared) -> dict:
     """Train CALIBRATION_STEPS steps; return the seconds, tokens and micro-batches of all steps but the first, and
     the seconds and micro-batches of the first."""
+    import torch
     from transformers import TrainerCallback
 
     from ft.model import apply_lora, choose_dtype, load_model
@@ -160,10 +161,12 @@ def timed_steps(loaded: LoadedConfig, prepared) -> dict:
         trainer.train()
         peak_bytes = peak_memory_bytes()
         trainer.data_collator = collator
-        longest = max(length for rows in collated for length, _ in rows)
-        long_row = probes.long_row_peak(trainer, prepared, min(cfg.data.max_length, 4 * longest))
-        forward = probes.forward_seconds(trainer, prepared)
-        decode_step_s = probes.decode_step_seconds(trainer.model, prepared)
+        long_row, forward, decode_step_s = None, None, None
+        if not torch.cuda.is_available():  # what only the CPU estimates use
+            longest = max(length for rows in collated for length, _ in rows)
+            long_row = probes.long_row_peak(trainer, prepared, min(cfg.data.max_length, 4 * longest))
+            forward = probes.forward_seconds(trainer, prepared)
+            decode_step_s = probes.decode_step_seconds(trainer.model, prepared)
 
     timed = collated[accumulation:accumulation * CALIBRATION_STEPS]
     if len(step_ends) < 3 or not timed:

@@ -1,5 +1,5 @@
-"""What `ft plan --calibrate` measures after its timed training steps, with the trained model still in memory:
-the resident memory of one long row, the speed of a forward pass alone, and the time of one decoding step."""
+"""What `ft plan --calibrate` measures on a CPU after its timed training steps, with the trained model still in
+memory: the resident memory of one long row, the speed of a forward pass alone, and the time of one decoding step."""
 
 from __future__ import annotations
 
@@ -22,14 +22,11 @@ def long_row_peak(trainer, prepared, length: int) -> dict | None:
 
     Resident memory on a CPU does not grow in proportion to the activations (see ft.plan.memory.ResidentTerms): this
     second point, longer than the timed rows, separates the part that grows with them from the part that does not.
-    Only its last positions train, so its logits stay small. None on a GPU, or where the kernel cannot reset the
-    peak (not Linux).
+    Only its last positions train, so its logits stay small. None where the kernel cannot reset the peak (not Linux).
     """
-    import torch
-
     from ft.data.prepare import IGNORE
 
-    if torch.cuda.is_available() or not reset_peak_rss():
+    if not reset_peak_rss():
         return None
     ids = data_tokens(prepared, length)
     trained = min(LONG_ROW_TRAINED, length - 1)
