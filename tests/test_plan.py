@@ -486,6 +486,24 @@ def test_calibrate_tiny_model_stores_speed(tiny_model_dir, plan_cache, capsys):
     assert "speed: calibrated" in out
 
 
+def test_past_runs_leave_out_their_evaluation_time(tmp_path, plan_cache):
+    from ft.plan.estimate import run_efficiencies
+
+    def efficiency(eval_time_s: float) -> float:
+        folder = tmp_path / f"runs-{eval_time_s:.0f}" / "quickstart-1"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(QUICKSTART.read_text())
+        summary = {"steps": 30, "tokens_seen": 93_600, "trained_tokens": 13_200, "train_time_s": 260.0,
+                   "eval_time_s": eval_time_s}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        loaded = load_config(QUICKSTART, [f"output.dir={folder.parent}"])
+        (sample,) = run_efficiencies(loaded.config, table_lookup("HuggingFaceTB/SmolLM2-135M"))
+        return sample
+
+    # Not calibrated, so no warm-up is taken off: the rate is over 200 s of training instead of 260 s.
+    assert efficiency(60.0) / efficiency(0.0) == pytest.approx(260 / 200)
+
+
 def test_past_runs_refine_efficiency(tmp_path, plan_cache):
     from ft.plan.estimate import run_efficiencies
 

@@ -62,6 +62,8 @@ def test_train_writes_run_folder(tmp_path, tiny_model_dir):
     assert summary["steps"] == 6
     assert summary["trained_tokens"] > 0
     assert summary["tokens_seen"] > summary["trained_tokens"]
+    # The final eval-loss pass and the tool-call evaluation on the 8 eval rows, both inside the training time.
+    assert 0 < summary["eval_time_s"] < summary["train_time_s"]
     assert "log_every_steps: 1  # override" in (run / "config.yaml").read_text()
     assert "step     6/6 | loss" in result.stdout
     assert "training.log_every_steps = 1  (override)" in result.stdout

@@ -164,7 +164,9 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     if not trainer.is_world_process_zero():
         return run_dir
     save_final(trainer, prepared, run_dir)
+    tool_eval_started = time.perf_counter()
     tool_metrics = tool_call_eval(cfg, trainer, prepared)
+    logger.eval_seconds += time.perf_counter() - tool_eval_started
 
     summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval)
     if tool_metrics is not None:
@@ -335,6 +337,7 @@ def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak
         "trained_tokens": trainer.trained_tokens_seen,
         "wall_time_s": round(wall, 2),
         "train_time_s": round(train_s, 2),
+        "eval_time_s": round(logger.eval_seconds, 2),  # within train_time_s: eval-loss passes, tool-call evaluation
         "time_to_first_step_s": round(logger.first_step_s or 0.0, 2),
         "tokens_per_s": round(trainer.tokens_seen / max(train_s, 1e-9), 1),
         "trained_tokens_per_s": round(trainer.trained_tokens_seen / max(train_s, 1e-9), 1),

@@ -142,6 +142,7 @@ class StepLogger(TrainerCallback):
         self.last_tokens = 0
         self.last_trained = 0
         self.first_step_s: float | None = None
+        self.eval_seconds = 0.0  # the Trainer's eval_runtime, summed over every eval-loss pass
         self.bar = None
         self.rows: list[dict] = []
 
@@ -165,6 +166,7 @@ class StepLogger(TrainerCallback):
         if not self.is_main or not logs:
             return
         now = time.perf_counter()
+        self.eval_seconds += float(logs.get("eval_runtime", 0.0))
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(now - self.start, 3)}
         if "loss" in logs:
             row.update(self.train_fields(logs, now, state))

@@ -174,7 +174,8 @@ def run_efficiencies(cfg: Config, arch: Architecture) -> list[float]:
         if summary.get("device", "cpu") != "cpu" or dtype not in rates:
             continue
         flops = run_training_flops(run["config"], summary, arch, dtype)
-        seconds = max(summary["train_time_s"] - warmup_s, 1e-3)
+        # The plan counts the first step's warm-up and the evaluations on their own, so they leave the rate.
+        seconds = max(summary["train_time_s"] - summary.get("eval_time_s", 0.0) - warmup_s, 1e-3)
         samples.append(flops / seconds / rates[dtype])
     return samples
 
