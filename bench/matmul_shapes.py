@@ -1,4 +1,4 @@
-"""How fast this machine multiplies matrices of the shapes SmolLM2-135M trains with, against the square reference.
+"""Matmul rates of this machine at the shapes SmolLM2-135M trains with, against the square reference.
 
 Run (on a quiet machine):  uv run --no-sync python bench/matmul_shapes.py [--tokens 730] [--dtype bfloat16]
 

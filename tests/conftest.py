@@ -53,3 +53,22 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def private_plan_cache(tmp_path, monkeypatch, smollm2_dir):
+    """A private ft cache containing only the converted SmolLM2 copy: no calibration and no plan state."""
+    from ft.plan import estimate as estimate_module
+    from ft.plan import hardware
+
+    cache = tmp_path / "ft-cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / smollm2_dir.name).symlink_to(smollm2_dir)
+    monkeypatch.setenv("FT_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    estimate_module._workloads.clear()
+    hardware._price_list = None
+    yield cache
+    estimate_module._workloads.clear()
+    hardware._price_list = None

@@ -33,19 +33,9 @@ ALL_LINEAR = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 
 
 @pytest.fixture(autouse=True)
-def plan_cache(tmp_path, monkeypatch, smollm2_dir):
-    """A private ft cache holding only the converted SmolLM2 copy, and no plan state left from other tests."""
-    cache = tmp_path / "ft-cache"
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / smollm2_dir.name).symlink_to(smollm2_dir)
-    monkeypatch.setenv("FT_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(REPO)
-    estimate_module._workloads.clear()
-    hardware._price_list = None
-    yield cache
-    estimate_module._workloads.clear()
-    hardware._price_list = None
+def plan_cache(private_plan_cache):
+    """Every test here runs on a private ft cache (see conftest.py)."""
+    return private_plan_cache
 
 
 def settings(method="lora", dtype="float32", targets=ALL_LINEAR, rows=1, micro_batches=1, checkpointing=False,
@@ -486,7 +476,7 @@ def test_calibrate_tiny_model_stores_speed(tiny_model_dir, plan_cache, capsys):
     assert "speed: calibrated" in out
 
 
-def test_past_runs_leave_out_their_evaluation_time(tmp_path, plan_cache):
+def test_past_runs_exclude_eval_time(tmp_path, plan_cache):
     from ft.plan.estimate import run_efficiencies
 
     def efficiency(eval_time_s: float) -> float:

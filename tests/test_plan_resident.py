@@ -45,7 +45,7 @@ def test_resident_terms_count_logits_once():
 
 
 @pytest.mark.parametrize("retained, factor", [(0.35e9, 1.95), (0.0, 1.5), (0.8e9, 1.0)])
-def test_fit_recovers_the_terms_that_made_the_peaks(retained, factor):
+def test_fit_recovers_known_terms(retained, factor):
     truth = ResidentTerms(retained, factor)
     steps = {"all_micro_batches": SHORT_ROWS, "peak_bytes": planned_peak(SHORT_ROWS, truth),
              "long_row": {"rows": LONG_ROW, "peak_bytes": planned_peak([LONG_ROW], truth)}}
@@ -54,14 +54,14 @@ def test_fit_recovers_the_terms_that_made_the_peaks(retained, factor):
     assert fitted["activation_factor"] == pytest.approx(factor, rel=1e-6)
 
 
-def test_fit_without_a_long_row_puts_all_extra_on_the_activations():
+def test_fit_single_point():
     truth = ResidentTerms(0.0, 2.5)
     steps = {"all_micro_batches": SHORT_ROWS, "peak_bytes": planned_peak(SHORT_ROWS, truth), "long_row": None}
     fitted = allocator_terms(ARCH, CPU_BF16, steps, OVERHEAD)
     assert fitted == {"retained_bytes": 0.0, "activation_factor": pytest.approx(2.5)}
 
 
-def test_fit_keeps_the_factor_within_bounds():
+def test_fit_factor_bounds():
     # A long row that took less memory than the short ones cannot make the factor drop below 1.
     steps = {"all_micro_batches": SHORT_ROWS, "peak_bytes": 3e9, "long_row": {"rows": LONG_ROW, "peak_bytes": 2e9}}
     fitted = allocator_terms(ARCH, CPU_BF16, steps, OVERHEAD)
@@ -69,13 +69,13 @@ def test_fit_keeps_the_factor_within_bounds():
     assert fitted["retained_bytes"] > 0
 
 
-def test_stored_resident_reads_new_old_and_missing_entries():
+def test_stored_resident_entry_versions():
     assert stored_resident({"retained_memory_gb": 0.35, "activation_factor": 1.9}) == ResidentTerms(0.35e9, 1.9)
-    assert stored_resident({"allocator_factor": 2.6}) == ResidentTerms(0.0, 2.6)  # written before two points
+    assert stored_resident({"allocator_factor": 2.6}) == ResidentTerms(0.0, 2.6)  # an entry from before the two-point fit
     assert stored_resident({}) == DEFAULT_CPU_RESIDENT
 
 
-def test_tool_eval_seconds_hand_calculation():
+def test_tool_eval_hand_calculation():
     # Ten rows of (prompt tokens, turn tokens) make two batches, the 8 longest prompts first.
     turns = [(370 + 9 * i, 30 + i) for i in range(10)]
     step_s, rate = 0.002, 1e12
@@ -107,23 +107,7 @@ def test_first_turn_of_masked_labels():
     assert first_turn([IGNORE] * 3) == (3, 0)
 
 
-@pytest.fixture
-def private_plan_cache(tmp_path, monkeypatch, smollm2_dir):
-    """A private ft cache holding only the converted SmolLM2 copy: no calibration, no plan state."""
-    from ft.plan import estimate as estimate_module
-
-    cache = tmp_path / "ft-cache"
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / smollm2_dir.name).symlink_to(smollm2_dir)
-    monkeypatch.setenv("FT_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(REPO)
-    estimate_module._workloads.clear()
-    yield cache
-    estimate_module._workloads.clear()
-
-
-def test_plan_counts_the_tool_eval_after_training(private_plan_cache):
+def test_plan_counts_tool_eval(private_plan_cache):
     from ft.config import load_config
     from ft.plan import plan_run
 

@@ -81,15 +81,19 @@ def allocator_terms(arch, settings, steps: dict, overhead: float) -> dict[str, f
         long_row = steps["long_row"]
         points.append(resident_extra(arch, settings, [long_row["rows"]], long_row["peak_bytes"], overhead))
     (short_activations, short_extra), *rest = points
+    # Two points closer than this in activations give no usable slope.
     if rest and rest[0][0] > short_activations * 1.2:
         long_activations, long_extra = rest[0]
         growth = (long_extra - short_extra) / (long_activations - short_activations)
         factor = min(max(1 + growth, 1.0), MAX_ACTIVATION_FACTOR)
         retained = max(short_extra - (factor - 1) * short_activations, 0.0)
-    else:  # one point: all of the extra is taken to grow with the activations, as before ft measured two
-        factor = min(max(1 + short_extra / short_activations, 1.0), MAX_ACTIVATION_FACTOR) if short_activations else 1.0
-        retained = 0.0
-    return {"retained_bytes": retained, "activation_factor": factor}
+        return {"retained_bytes": retained, "activation_factor": factor}
+
+    # One point only: the whole extra is put on the activations.
+    factor = 1.0
+    if short_activations:
+        factor = min(max(1 + short_extra / short_activations, 1.0), MAX_ACTIVATION_FACTOR)
+    return {"retained_bytes": 0.0, "activation_factor": factor}
 
 
 def resident_extra(arch, settings, micro_batches: list, peak_bytes: float, overhead: float) -> tuple[float, float]:
@@ -162,7 +166,7 @@ def timed_steps(loaded: LoadedConfig, prepared) -> dict:
         peak_bytes = peak_memory_bytes()
         trainer.data_collator = collator
         long_row, forward, decode_step_s = None, None, None
-        if not torch.cuda.is_available():  # what only the CPU estimates use
+        if not torch.cuda.is_available():  # These probes feed the CPU estimates only.
             longest = max(length for rows in collated for length, _ in rows)
             long_row = probes.long_row_peak(trainer, prepared, min(cfg.data.max_length, 4 * longest))
             forward = probes.forward_seconds(trainer, prepared)

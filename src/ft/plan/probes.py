@@ -1,5 +1,5 @@
-"""What `ft plan --calibrate` measures on a CPU after its timed training steps, with the trained model still in
-memory: the resident memory of one long row, the speed of a forward pass alone, and the time of one decoding step."""
+"""Measurements that `ft plan --calibrate` takes on a CPU after its timed training steps, with the trained model
+still in memory: the resident memory of one long row, the speed of a forward pass alone, and one decoding step."""
 
 from __future__ import annotations
 
