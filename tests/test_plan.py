@@ -285,6 +285,17 @@ def test_t4_bfloat16_warning():
     assert "t4-small, t4-medium" in warning
 
 
+def test_compile_warning():
+    plain = plan_run(load_config(QUICKSTART))
+    compiled = plan_run(load_config(QUICKSTART, ["training.compile=true"]))
+    assert not any(w.startswith("training.compile") for w in plain.warnings)
+    assert [w for w in compiled.warnings if w.startswith("training.compile")] == [
+        "training.compile: these times are for the plain decoder blocks (`ft plan --calibrate` times those too); "
+        "compiled, the steps after the first took 10% to 25% less time on a 2-core CPU, and the first step adds the "
+        "compiling (about half a minute there with an empty cache)."]
+    assert compiled.estimate("local").time_s == plain.estimate("local").time_s
+
+
 def test_timeout_warning_over_30_minutes():
     report = plan_run(load_config(QUICKSTART, ["training.max_steps=60000", "data.eval=null"]))
     cheapest = report.estimate(report.cheapest)

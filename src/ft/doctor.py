@@ -373,7 +373,32 @@ def cheap_checks(loaded) -> list[Check]:
     model_path = local_model_path(cfg.model.name, cfg.model.revision)
     checks.append(check_precision(cfg.model.precision, local_model_type(model_path), device))
     checks.append(check_disk(cfg.output.dir, weights_bytes(model_path)))
+    if cfg.training.compile:
+        checks.append(check_compiler(device))
     return checks
+
+
+def check_compiler(device: dict) -> Check:
+    """training.compile: torch.compile builds C++ kernels on a CPU (a C++ compiler, $CXX or g++; clang++ on macOS)
+    and Triton kernels on a GPU (the triton package and a C compiler for its launcher)."""
+    import importlib.util
+    import sys
+
+    if device.get("cuda"):
+        if importlib.util.find_spec("triton") is None:
+            return failed("compile", "training.compile needs the triton package on a GPU, and it is not installed",
+                          "`uv pip install triton`, or set training.compile: false")
+        names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]  # any one builds the launcher
+        kind = "C"
+    else:
+        default = "clang++" if sys.platform == "darwin" else "g++"
+        names = [os.environ.get("CXX") or default]
+        kind = "C++"
+    found = next(filter(None, map(shutil.which, names)), None)
+    if found is None:
+        return failed("compile", f"training.compile needs a {kind} compiler ({' or '.join(names)}), and none is on PATH",
+                      f"install one (e.g. `apt install {'g++' if kind == 'C++' else 'gcc'}`), or set training.compile: false")
+    return passed("compile", f"torch.compile will build its kernels with {found}")
 
 
 def check_model(loaded) -> list[Check]:

@@ -24,6 +24,19 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def leave_process_group() -> None:
+    """Tear down this worker's process group once it has run its last collective operation.
+
+    Without it a worker that finishes first exits while gloo's threads still run, and the C++ runtime can abort it
+    at interpreter exit ("terminate called without an active exception"). Each rank leaves on its own: after the
+    final evaluation no rank takes part in another collective, so no barrier is needed (rank 0 may still save,
+    evaluate tool calls and push for minutes, longer than a barrier would wait)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def torchrun_args(args, run_name: str) -> list[str]:
     """Build torchrun's argument list for `ft train` with the same config, overrides and resume flag."""
     if args.nnodes > 1 and not args.master_addr:

@@ -310,3 +310,33 @@ def apply_lora(model, lora, gradient_checkpointing: bool):
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def decoder_layers(model) -> list:
+    """Return the model's repeated decoder blocks (transformers marks each one as a GradientCheckpointingLayer)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
+
+
+def compile_layers(model) -> int:
+    """Compile each decoder block with torch.compile (training.compile); return how many were compiled.
+
+    Compiling block by block, not the whole model, keeps the compile short: every block runs the same code, so
+    dynamo traces it once and the other blocks reuse the graph. Inductor fuses the element-wise work around the
+    matrix products (norms, rotary embedding, activation, the LoRA scaling and sums) into a few kernels. Row
+    lengths vary, so shapes are compiled as dynamic from the start rather than recompiled per length.
+    Measured on a 2-core CPU with AMX (SmolLM2-135M, LoRA, bfloat16): the steps after the first took 9% to 20% less
+    time on rows of about 760 tokens, and about 25% less on the quickstart's shorter rows. Compiling added about 25 s
+    to the first step with an empty cache and 4 s with a warm one (docs/benchmarks.md, `training.compile`).
+    """
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
+def uncompile_layers(model) -> None:
+    """Go back to the plain blocks, before generation: its cached decoding would compile further graphs."""
+    for layer in decoder_layers(model):
+        layer._compiled_call_impl = None  # what nn.Module.compile set; None makes __call__ use forward again

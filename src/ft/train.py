@@ -121,7 +121,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
 
     from ft.checkpoints import SaveEveryMinutes, StopOnSignal
     from ft.hub import model_card, push_run
-    from ft.model import apply_lora, load_model
+    from ft.model import apply_lora, compile_layers, load_model, uncompile_layers
     from ft.outputs import plot_losses, write_json_atomic, write_text_atomic
     from ft.trainer import StepLogger, peak_memory_bytes
 
@@ -136,7 +136,9 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
     elif cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    from ft.launch import rank
+    if cfg.training.compile:
+        print(f"training.compile: compiling {compile_layers(model)} decoder blocks; the first step takes longer", flush=True)
+    from ft.launch import leave_process_group, rank
 
     logger = StepLogger(run_dir / "metrics.jsonl", is_main=rank() == 0)
     stop = StopOnSignal()
@@ -161,9 +163,11 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         raise TrainingStopped(f"stopped at step {trainer.state.global_step}; checkpoint written to "
                               f"{trainer.last_checkpoint}.\nResume with: ft train {loaded.path} --resume {run_dir}")
     final_eval = trainer.evaluate() if prepared.eval is not None else {}
+    leave_process_group()  # the final evaluation was the last collective operation
     if not trainer.is_world_process_zero():
         return run_dir
     save_final(trainer, prepared, run_dir)
+    uncompile_layers(trainer.model)
     tool_eval_started = time.perf_counter()
     tool_metrics = tool_call_eval(cfg, trainer, prepared)
     logger.eval_seconds += time.perf_counter() - tool_eval_started

@@ -19,6 +19,11 @@ def collect_warnings(report: PlanReport, price_list: PriceList) -> list[str]:
     warnings += precision_warnings(report)
     warnings += timeout_warnings(report)
     warnings += memory_warnings(report, price_list)
+    if workload.cfg.training.compile:
+        # NOTE: measured on one 2-core CPU only (docs/benchmarks.md); no GPU figure exists for it yet.
+        warnings.append("training.compile: these times are for the plain decoder blocks (`ft plan --calibrate` "
+                        "times those too); compiled, the steps after the first took 10% to 25% less time on a "
+                        "2-core CPU, and the first step adds the compiling (about half a minute there with an empty cache).")
     if price_list.skipped:
         warnings.append(f"no speed figures for {', '.join(price_list.skipped)}; those flavors are left out.")
     if not workload.cpu.calibrated:
