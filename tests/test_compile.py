@@ -129,6 +129,11 @@ def test_compiler_check(monkeypatch, tmp_path):
     check = check_compiler({"cuda": False})
     assert (check.status, check.message) == ("pass", f"torch.compile will build its kernels with {compiler}")
 
+    compiler.write_text("#!/bin/sh\nexit 1\n")
+    check = check_compiler({"cuda": False})
+    assert check.status == "fail"
+    assert check.message == f"training.compile needs a working C++ compiler, and `{compiler} --version` failed"
+
     monkeypatch.setenv("CXX", "no-such-compiler")
     check = check_compiler({"cuda": False})
     assert check.status == "fail"
@@ -136,22 +141,41 @@ def test_compiler_check(monkeypatch, tmp_path):
     assert check.fix == "install one (e.g. `apt install g++`), or set training.compile: false"
 
 
-def test_compile_refused_before_training_without_compiler(tmp_path, tiny_model_dir):
-    """No compiler: `ft train` stops at the preflight checks with exit code 2 and creates no run folder."""
+def train_with_compiler(tmp_path, model_dir, compiler: str):
     import os
     import subprocess
     import sys
 
     config = tmp_path / "compile.yaml"
-    config.write_text(f"model:\n  name: {tiny_model_dir}\ndata:\n  train: {QUICKSTART_TRAIN}\n"
-                      f"training:\n  compile: true\noutput:\n  dir: {tmp_path / 'runs'}\n")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", CXX="no-such-compiler")
-    result = subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
-                            env=env, cwd=REPO, timeout=300)
+    config.write_text(f"model:\n  name: {model_dir}\ndata:\n  train: {QUICKSTART_TRAIN}\n  max_rows: 4\n"
+                      f"training:\n  max_steps: 1\n  compile: true\noutput:\n  dir: {tmp_path / 'runs'}\n")
+    # A cache of its own, so that Inductor has to build its kernels with this compiler.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CXX=compiler, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    return subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+
+
+def test_compile_without_compiler_stops_early(tmp_path, tiny_model_dir):
+    """No compiler: `ft train` stops at the preflight checks with exit code 2 and creates no run folder."""
+    result = train_with_compiler(tmp_path, tiny_model_dir, "no-such-compiler")
     assert result.returncode == 2
-    assert "FAIL  compile  training.compile needs a C++ compiler (no-such-compiler)" in result.stderr + result.stdout
+    assert "FAIL  compile  training.compile needs a C++ compiler (no-such-compiler)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_compile_failure_in_training(tmp_path, tiny_model_dir):
+    """A compiler that exits 0 on `--version` but builds nothing passes the preflight check. Training then stops at
+    its first step with one message and exit code 2, and the new run folder is removed."""
+    compiler = tmp_path / "broken-c++"
+    compiler.write_text('#!/bin/sh\nfor arg in "$@"; do [ "$arg" = --version ] && exit 0; done\nexit 1\n')
+    compiler.chmod(0o755)
+    result = train_with_compiler(tmp_path, tiny_model_dir, str(compiler))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: training.compile: torch.compile failed: " in result.stderr
+    assert "Set training.compile: false, or run `ft doctor" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any((tmp_path / "runs").iterdir())
 
 
 def test_compile_with_fsdp_refused():

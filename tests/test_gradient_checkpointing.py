@@ -29,4 +29,4 @@ def test_adapter_gets_gradients(tiny_model_dir, checkpointing):
     # lora_B starts at zero, so lora_A's gradient is zero on the first step by design; lora_B must get one.
     assert all(p.grad is not None for p in lora_a + lora_b)
     assert all(float(p.grad.abs().sum()) > 0 for p in lora_b)
-    assert model.base_model.model.is_gradient_checkpointing == checkpointing
+    assert model.base_model.model.is_activation_checkpointing == checkpointing

@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -394,10 +395,16 @@ def check_compiler(device: dict) -> Check:
         default = "clang++" if sys.platform == "darwin" else "g++"
         names = [os.environ.get("CXX") or default]
         kind = "C++"
+    fix = f"install one (e.g. `apt install {'g++' if kind == 'C++' else 'gcc'}`), or set training.compile: false"
     found = next(filter(None, map(shutil.which, names)), None)
     if found is None:
         return failed("compile", f"training.compile needs a {kind} compiler ({' or '.join(names)}), and none is on PATH",
-                      f"install one (e.g. `apt install {'g++' if kind == 'C++' else 'gcc'}`), or set training.compile: false")
+                      fix)
+    # Inductor runs `--version` to accept a compiler, so the same call here finds a broken one before training.
+    try:
+        subprocess.run([found, "--version"], capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return failed("compile", f"training.compile needs a working {kind} compiler, and `{found} --version` failed", fix)
     return passed("compile", f"torch.compile will build its kernels with {found}")
 
 

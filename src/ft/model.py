@@ -300,16 +300,31 @@ def load_model(source: ModelSource, dtype, attn_implementation: str, method: str
     return model
 
 
+def enable_checkpointing(model) -> None:
+    """Turn on activation (gradient) checkpointing with the non-reentrant implementation."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.x; the old one warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def apply_lora(model, lora, gradient_checkpointing: bool):
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         # With a frozen base, the embeddings' output needs grad or no gradient reaches the adapters.
         model.enable_input_require_grads()
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # PEFT reads transformers' deprecated `is_gradient_checkpointing`, and the warning it raises would be
+        # printed in the middle of every run's output although nothing is wrong with the run.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def decoder_layers(model) -> list:
@@ -330,6 +345,10 @@ def compile_layers(model) -> int:
     time on rows of about 760 tokens, and about 25% less on the quickstart's shorter rows. Compiling added about 25 s
     to the first step with an empty cache and 4 s with a warm one (docs/benchmarks.md, `training.compile`).
     """
+    import logging
+
+    # On a machine without CUDA, torch logs a warning about CUDA_HOME when Inductor first builds C++ code.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     layers = decoder_layers(model)
     for layer in layers:
         layer.compile(dynamic=True)

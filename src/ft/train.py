@@ -121,7 +121,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
 
     from ft.checkpoints import SaveEveryMinutes, StopOnSignal
     from ft.hub import model_card, push_run
-    from ft.model import apply_lora, compile_layers, load_model, uncompile_layers
+    from ft.model import apply_lora, compile_layers, enable_checkpointing, load_model, uncompile_layers
     from ft.outputs import plot_losses, write_json_atomic, write_text_atomic
     from ft.trainer import StepLogger, peak_memory_bytes
 
@@ -135,7 +135,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     if cfg.training.method != "full":
         model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing)
     elif cfg.training.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     if cfg.training.compile:
         print(f"training.compile: compiling {compile_layers(model)} decoder blocks; the first step takes longer", flush=True)
     from ft.launch import leave_process_group, rank
@@ -157,6 +157,8 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     stop.install()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except torch._dynamo.exc.BackendCompilerFailed as err:  # only training.compile reaches the compiler
+        raise compile_failure(err, loaded, run_dir, fresh=checkpoint is None and trainer.state.global_step == 0)
     finally:
         stop.restore()
     if stop.received is not None:
@@ -184,6 +186,21 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         push_run(run_dir, cfg.output.hub_repo, cfg.output.private)
         print(f"pushed the adapter to https://huggingface.co/{cfg.output.hub_repo}", flush=True)
     return run_dir
+
+
+def compile_failure(err: Exception, loaded: LoadedConfig, run_dir: Path, fresh: bool) -> FtError:
+    """Turn torch.compile's failure (a broken compiler, an unsupported operation) into one message with the fix.
+
+    A new run that failed before its first step contains nothing but its config, so its folder is removed."""
+    import shutil
+
+    from ft.launch import rank
+
+    if fresh and rank() == 0:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return FtError(f"training.compile: torch.compile failed: {reason}\nSet training.compile: false, or run "
+                   f"`ft doctor {loaded.path}` to check the compiler.")
 
 
 def tool_call_eval(cfg, trainer, prepared: Prepared) -> dict | None:
