@@ -45,6 +45,11 @@ def losses(run: Path) -> list[float]:
     return [row["loss"] for row in rows if "loss" in row]
 
 
+def token_counts(run: Path) -> list[int]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [row["tokens"] for row in rows if "tokens" in row]
+
+
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
     config = write_config(tmp_path, tiny_model_dir)
     single = train(config, "single", 4)
@@ -59,3 +64,11 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     assert len(one) == len(two) == 4
     assert max(abs(a - b) for a, b in zip(one, two)) <= LOSS_TOLERANCE
     assert (tmp_path / "runs" / "double" / "adapter" / "adapter_model.safetensors").is_file()
+
+    # Both runs train the same 16 rows, so the token counts, summed over the processes, are the same.
+    summaries = {name: json.loads((tmp_path / "runs" / name / "summary.json").read_text()) for name in ("single", "double")}
+    assert summaries["single"]["processes"] == 1
+    assert summaries["double"]["processes"] == 2
+    assert summaries["double"]["tokens_seen"] == summaries["single"]["tokens_seen"]
+    assert summaries["double"]["trained_tokens"] == summaries["single"]["trained_tokens"]
+    assert token_counts(tmp_path / "runs" / "double") == token_counts(tmp_path / "runs" / "single")

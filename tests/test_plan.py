@@ -505,6 +505,23 @@ def test_past_runs_exclude_eval_time(tmp_path, plan_cache):
     assert efficiency(60.0) / efficiency(0.0) == pytest.approx(260 / 200)
 
 
+def test_past_runs_skip_multi_process(tmp_path, plan_cache):
+    """A run of two processes counts both processes' tokens, so its rate is not one process's rate."""
+    from ft.plan.estimate import run_efficiencies
+
+    runs = tmp_path / "runs"
+    for name, processes in (("one", 1), ("two", 2)):
+        folder = runs / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(QUICKSTART.read_text())
+        summary = {"steps": 30, "processes": processes, "tokens_seen": 93_600 * processes,
+                   "trained_tokens": 13_200 * processes, "train_time_s": 260.0}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    loaded = load_config(QUICKSTART, [f"output.dir={runs}"])
+    samples = run_efficiencies(loaded.config, table_lookup("HuggingFaceTB/SmolLM2-135M"))
+    assert len(samples) == 1
+
+
 def test_past_runs_refine_efficiency(tmp_path, plan_cache):
     from ft.plan.estimate import run_efficiencies
 

@@ -165,7 +165,8 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
         raise TrainingStopped(f"stopped at step {trainer.state.global_step}; checkpoint written to "
                               f"{trainer.last_checkpoint}.\nResume with: ft train {loaded.path} --resume {run_dir}")
     final_eval = trainer.evaluate() if prepared.eval is not None else {}
-    leave_process_group()  # the final evaluation was the last collective operation
+    counts = trainer.global_counts()
+    leave_process_group()  # the sum of the token counts was the last collective operation
     if not trainer.is_world_process_zero():
         return run_dir
     save_final(trainer, prepared, run_dir)
@@ -174,7 +175,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     tool_metrics = tool_call_eval(cfg, trainer, prepared)
     logger.eval_seconds += time.perf_counter() - tool_eval_started
 
-    summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval)
+    summary = build_summary(cfg, trainer, logger, prepared, started, peak_memory_bytes(), final_eval, counts)
     if tool_metrics is not None:
         summary["tool_eval"] = tool_metrics
     write_json_atomic(run_dir / "summary.json", summary)
@@ -348,20 +349,24 @@ def trainer_method(trainer) -> str:
     return "full" if not hasattr(trainer.model, "peft_config") else "lora"
 
 
-def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak: int, final_eval: dict) -> dict:
+def build_summary(cfg, trainer, logger, prepared: Prepared, started: float, peak: int, final_eval: dict,
+                  counts: tuple[int, int]) -> dict:
+    """Return summary.json's fields; `counts` are the tokens and trained tokens of all processes together."""
     losses = [row["loss"] for row in logger.rows if "loss" in row]
     wall = time.perf_counter() - started
     train_s = time.perf_counter() - logger.start
+    tokens, trained = counts
     return {
         "steps": trainer.state.global_step,
-        "tokens_seen": trainer.tokens_seen,
-        "trained_tokens": trainer.trained_tokens_seen,
+        "processes": trainer.args.world_size,
+        "tokens_seen": tokens,
+        "trained_tokens": trained,
         "wall_time_s": round(wall, 2),
         "train_time_s": round(train_s, 2),
         "eval_time_s": round(logger.eval_seconds, 2),  # within train_time_s: eval-loss passes, tool-call evaluation
         "time_to_first_step_s": round(logger.first_step_s or 0.0, 2),
-        "tokens_per_s": round(trainer.tokens_seen / max(train_s, 1e-9), 1),
-        "trained_tokens_per_s": round(trainer.trained_tokens_seen / max(train_s, 1e-9), 1),
+        "tokens_per_s": round(tokens / max(train_s, 1e-9), 1),
+        "trained_tokens_per_s": round(trained / max(train_s, 1e-9), 1),
         "peak_memory_gb": round(peak / 1e9, 3),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,

@@ -54,9 +54,10 @@ class FtTrainer(Trainer):
             self._staging_root = None
         # Every process writes its own RNG state into the staging folder: all must finish before it is renamed.
         self.accelerator.wait_for_everyone()
+        tokens, trained = self.global_counts()  # every process takes part in the sum
         if self.args.should_save:
             target = root / f"checkpoint-{step}"
-            counters = {"tokens_seen": self.tokens_seen, "trained_tokens_seen": self.trained_tokens_seen}
+            counters = {"tokens_seen": tokens, "trained_tokens_seen": trained}
             finish_checkpoint(staging / f"checkpoint-{step}", target, counters)
             rotate(root, self.keep_checkpoints)
             self.last_checkpoint = target
@@ -64,9 +65,24 @@ class FtTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
     def restore_counters(self, checkpoint: Path) -> None:
+        """Take the counts of all processes from the checkpoint. Only the first process resumes from them, so that
+        the sum over the processes stays right."""
+        if self.args.process_index != 0:
+            return
         counters = json.loads((checkpoint / "ft_counters.json").read_text())
         self.tokens_seen = counters["tokens_seen"]
         self.trained_tokens_seen = counters["trained_tokens_seen"]
+
+    def global_counts(self) -> tuple[int, int]:
+        """Return the tokens and trained tokens seen by all processes together.
+
+        Each process counts its own micro-batches. With several processes this is a collective call, so every
+        process must make it at the same point."""
+        if self.accelerator.num_processes == 1:
+            return self.tokens_seen, self.trained_tokens_seen
+        counts = torch.tensor([self.tokens_seen, self.trained_tokens_seen], dtype=torch.long, device=self.accelerator.device)
+        total = self.accelerator.reduce(counts, reduction="sum")
+        return int(total[0]), int(total[1])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
@@ -149,7 +165,7 @@ class StepLogger(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = self.last_time = time.perf_counter()
         if self.trainer is not None:
-            self.last_tokens, self.last_trained = self.trainer.tokens_seen, self.trainer.trained_tokens_seen
+            self.last_tokens, self.last_trained = self.trainer.global_counts()
         if self.is_main:
             from tqdm.auto import tqdm
 
@@ -163,13 +179,15 @@ class StepLogger(TrainerCallback):
             self.bar.update(state.global_step - self.bar.n)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        # The Trainer logs the training loss on every process at the same steps, so all of them sum the counts here.
+        counts = self.trainer.global_counts() if self.trainer is not None and logs and "loss" in logs else (0, 0)
         if not self.is_main or not logs:
             return
         now = time.perf_counter()
         self.eval_seconds += float(logs.get("eval_runtime", 0.0))
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(now - self.start, 3)}
         if "loss" in logs:
-            row.update(self.train_fields(logs, now, state))
+            row.update(self.train_fields(logs, now, counts))
             self.print_line(row, state)
         if "eval_loss" in logs:
             row["eval_loss"] = round(logs["eval_loss"], 6)
@@ -179,10 +197,8 @@ class StepLogger(TrainerCallback):
             with open(self.metrics_path, "a", encoding="utf-8") as out:
                 out.write(json.dumps(row) + "\n")
 
-    def train_fields(self, logs: dict, now: float, state) -> dict:
-        trainer = self.trainer
-        tokens = trainer.tokens_seen if trainer else 0
-        trained = trainer.trained_tokens_seen if trainer else 0
+    def train_fields(self, logs: dict, now: float, counts: tuple[int, int]) -> dict:
+        tokens, trained = counts
         interval = max(now - self.last_time, 1e-9)
         fields = {
             "loss": round(float(logs["loss"]), 6),

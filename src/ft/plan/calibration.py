@@ -203,7 +203,9 @@ def past_runs(output_dir: str, model_name: str) -> list[dict]:
             loaded = load_config(folder / "config.yaml")
         except (OSError, ValueError, FtError):
             continue  # a damaged or foreign run folder teaches nothing
-        if loaded.config.model.name == model_name and summary.get("train_time_s") and summary.get("tokens_seen"):
+        # A run of several processes counts all their tokens, so its rate is not this machine's single-process rate.
+        one_process = summary.get("processes", 1) == 1
+        if loaded.config.model.name == model_name and summary.get("train_time_s") and summary.get("tokens_seen") and one_process:
             runs.append({"folder": str(folder), "summary": summary, "config": loaded.config})
     return runs
 
