@@ -92,6 +92,11 @@ def check_args(args: argparse.Namespace) -> list[str]:
     if unknown or not arms:
         raise FtError(f"--arms {args.arms!r}: unknown arm {', '.join(unknown) or '(none given)'}. "
                       f"Choose from {', '.join(ARMS)}.")
+    if len(set(arms)) < len(arms):
+        raise FtError(f"--arms {args.arms!r}: an arm is named twice; use --repeats for more runs of an arm.")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise FtError(f"--name {args.name!r}: expected a plain file name (letters, digits, `_`, `-`, `.`, no folder); "
+                      "the results go to --out-dir.")
     for flag, value in (("--rows", args.rows), ("--batch-size", args.batch_size), ("--repeats", args.repeats),
                         ("--max-length", args.max_length), ("--timeout-s", args.timeout_s)):
         if value < 1:

@@ -119,26 +119,43 @@ output:
     assert (tmp_path / "runs" / "compiled" / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def executable(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
 def test_compiler_check(monkeypatch, tmp_path):
+    import shutil
+
     from ft.doctor import check_compiler
 
-    compiler = tmp_path / "my-c++"
-    compiler.write_text("#!/bin/sh\n")
-    compiler.chmod(0o755)
-    monkeypatch.setenv("CXX", str(compiler))
+    real = shutil.which("g++")
+    assert real, "the compile tests need g++ on PATH"
+    monkeypatch.setenv("CXX", real)
     check = check_compiler({"cuda": False})
-    assert (check.status, check.message) == ("pass", f"torch.compile will build its kernels with {compiler}")
+    assert check.status == "pass"
+    assert check.message == f"torch.compile will build its kernels with {real}"
 
-    compiler.write_text("#!/bin/sh\nexit 1\n")
+    # Exits 0 but writes no object file.
+    monkeypatch.setenv("CXX", executable(tmp_path / "idle-c++", "#!/bin/sh\nexit 0\n"))
     check = check_compiler({"cuda": False})
     assert check.status == "fail"
-    assert check.message == f"training.compile needs a working C++ compiler, and `{compiler} --version` failed"
+    assert check.message.endswith("failed on a one-line file that includes Python.h (exit code 0: no output)")
+
+    broken = executable(tmp_path / "broken-c++", "#!/bin/sh\necho 'broken: cannot compile' >&2\nexit 1\n")
+    monkeypatch.setenv("CXX", broken)
+    check = check_compiler({"cuda": False})
+    assert check.message == (f"training.compile needs a working compiler, and {broken} failed on a one-line file "
+                             "that includes Python.h (exit code 1: broken: cannot compile)")
+    assert check.fix == "set CXX to a working compiler, or unset it, or set training.compile: false"
 
     monkeypatch.setenv("CXX", "no-such-compiler")
     check = check_compiler({"cuda": False})
-    assert check.status == "fail"
-    assert check.message == "training.compile needs a C++ compiler (no-such-compiler), and none is on PATH"
-    assert check.fix == "install one (e.g. `apt install g++`), or set training.compile: false"
+    assert check.message == "training.compile needs a compiler, and CXX='no-such-compiler' is not found"
+
+    monkeypatch.setenv("CXX", "")  # Inductor takes an empty CXX as the compiler's name, not as unset
+    assert check_compiler({"cuda": False}).message == "training.compile needs a compiler, and CXX='' is not found"
 
 
 def train_with_compiler(tmp_path, model_dir, compiler: str):
@@ -149,8 +166,9 @@ def train_with_compiler(tmp_path, model_dir, compiler: str):
     config = tmp_path / "compile.yaml"
     config.write_text(f"model:\n  name: {model_dir}\ndata:\n  train: {QUICKSTART_TRAIN}\n  max_rows: 4\n"
                       f"training:\n  max_steps: 1\n  compile: true\noutput:\n  dir: {tmp_path / 'runs'}\n")
-    # A cache of its own, so that Inductor has to build its kernels with this compiler.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", CXX=compiler, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    # A cache of its own and no graph caches, so that Inductor has to build its kernels with this compiler.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CXX=compiler, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+               TORCHINDUCTOR_FX_GRAPH_CACHE="0", TORCHINDUCTOR_AUTOGRAD_CACHE="0")
     return subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
 
@@ -159,23 +177,50 @@ def test_compile_without_compiler_stops_early(tmp_path, tiny_model_dir):
     """No compiler: `ft train` stops at the preflight checks with exit code 2 and creates no run folder."""
     result = train_with_compiler(tmp_path, tiny_model_dir, "no-such-compiler")
     assert result.returncode == 2
-    assert "FAIL  compile  training.compile needs a C++ compiler (no-such-compiler)" in result.stderr
+    assert "FAIL  compile  training.compile needs a compiler, and CXX='no-such-compiler' is not found" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_compile_failure_in_training(tmp_path, tiny_model_dir):
-    """A compiler that exits 0 on `--version` but builds nothing passes the preflight check. Training then stops at
-    its first step with one message and exit code 2, and the new run folder is removed."""
-    compiler = tmp_path / "broken-c++"
-    compiler.write_text('#!/bin/sh\nfor arg in "$@"; do [ "$arg" = --version ] && exit 0; done\nexit 1\n')
-    compiler.chmod(0o755)
-    result = train_with_compiler(tmp_path, tiny_model_dir, str(compiler))
+    """A compiler that builds the preflight probe but fails on Inductor's kernels: training stops at its first
+    step with one message and exit code 2, and the new run folder is removed."""
+    import shutil
+
+    compiler = executable(tmp_path / "picky-c++", f"""#!/bin/sh
+case "$*" in *--version*|*ft-compile-check*) exec {shutil.which("g++")} "$@";; esac
+echo 'picky: will not compile this' >&2
+exit 1
+""")
+    result = train_with_compiler(tmp_path, tiny_model_dir, compiler)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "error: training.compile: torch.compile failed: " in result.stderr
-    assert "Set training.compile: false, or run `ft doctor" in result.stderr
+    assert "error: training.compile: torch.compile failed: CppCompileError: C++ compile error: picky: will not " \
+           "compile this" in result.stderr
+    assert "with the same --set options to check the compiler." in result.stderr
     assert "Traceback" not in result.stderr
     assert not any((tmp_path / "runs").iterdir())
+
+
+def test_final_evaluation_falls_back_to_plain_blocks(tiny_model_dir, capsys):
+    from types import SimpleNamespace
+
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from ft.train import final_evaluation
+
+    model = lora_model(tiny_model_dir)
+    compile_layers(model)
+    calls = []
+
+    def evaluate():
+        calls.append(all(layer._compiled_call_impl is None for layer in decoder_layers(model)))
+        if len(calls) == 1:
+            raise BackendCompilerFailed(lambda: None, RuntimeError("no space left on device"), None)
+        return {"eval_loss": 1.5}
+
+    assert final_evaluation(SimpleNamespace(model=model, evaluate=evaluate), None) == {"eval_loss": 1.5}
+    assert calls == [False, True]  # the second pass ran on the plain blocks
+    assert "compiling the evaluation failed" in capsys.readouterr().out
 
 
 def test_compile_with_fsdp_refused():

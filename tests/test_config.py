@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ft.config import load_config
 from ft.errors import FtError
@@ -66,3 +67,11 @@ def test_missing_config_file(tmp_path):
     with pytest.raises(FtError) as err:
         load_config(tmp_path / "nope.yaml")
     assert "config file not found" in str(err.value)
+
+
+def test_fsdp_unquoted_off():
+    """YAML reads an unquoted `off` as false; `training.fsdp: off` must still mean plain data parallel."""
+    from ft.config import Config
+
+    text = "model:\n  name: m\ndata:\n  train: t.jsonl\ntraining:\n  fsdp: off\n"
+    assert Config.model_validate(yaml.safe_load(text)).training.fsdp == "off"

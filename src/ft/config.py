@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ft.errors import FtError
 
@@ -127,6 +127,12 @@ class TrainingSection(Section):
     fsdp: Literal["off", "full_shard", "shard_grad_op"] = Field(
         "off", description="Shard the model over the processes of `ft train --nproc N` (FSDP) for models that do not "
         "fit one device; `off` is plain data parallel.")
+
+    @field_validator("fsdp", mode="before")
+    @classmethod
+    def _fsdp_off(cls, value):
+        # YAML reads an unquoted `off` as false, so `fsdp: off` would otherwise be rejected.
+        return "off" if value is False else value
 
 
 class OutputSection(Section):

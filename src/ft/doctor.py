@@ -385,27 +385,52 @@ def check_compiler(device: dict) -> Check:
     import importlib.util
     import sys
 
+    variable = "CC" if device.get("cuda") else "CXX"
     if device.get("cuda"):
         if importlib.util.find_spec("triton") is None:
             return failed("compile", "training.compile needs the triton package on a GPU, and it is not installed",
                           "`uv pip install triton`, or set training.compile: false")
-        names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]  # any one builds the launcher
-        kind = "C"
+        names = [os.environ["CC"]] if "CC" in os.environ else ["cc", "gcc", "clang"]  # any one builds the launcher
     else:
-        default = "clang++" if sys.platform == "darwin" else "g++"
-        names = [os.environ.get("CXX") or default]
-        kind = "C++"
-    fix = f"install one (e.g. `apt install {'g++' if kind == 'C++' else 'gcc'}`), or set training.compile: false"
-    found = next(filter(None, map(shutil.which, names)), None)
+        # Inductor reads CXX the same way: set but empty means an empty compiler name, not the default.
+        names = [os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")]
+    if variable in os.environ:
+        fix = f"set {variable} to a working compiler, or unset it, or set training.compile: false"
+    else:
+        fix = f"install one (e.g. `apt install {'gcc' if variable == 'CC' else 'g++'}`), or set training.compile: false"
+    found = next(filter(None, map(shutil.which, filter(None, names))), None)
     if found is None:
-        return failed("compile", f"training.compile needs a {kind} compiler ({' or '.join(names)}), and none is on PATH",
-                      fix)
-    # Inductor runs `--version` to accept a compiler, so the same call here finds a broken one before training.
-    try:
-        subprocess.run([found, "--version"], capture_output=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return failed("compile", f"training.compile needs a working {kind} compiler, and `{found} --version` failed", fix)
+        where = f"{variable}={names[0]!r}" if variable in os.environ else " or ".join(names)
+        return failed("compile", f"training.compile needs a compiler, and {where} is not found", fix)
+    problem = compile_probe(found, "c" if variable == "CC" else "c++")
+    if problem:
+        return failed("compile", f"training.compile needs a working compiler, and {found} {problem}", fix)
     return passed("compile", f"torch.compile will build its kernels with {found}")
+
+
+def compile_probe(compiler: str, language: str) -> str | None:
+    """Compile a file that includes Python.h, as Inductor's kernels do; return what went wrong, or None.
+
+    This finds a compiler that cannot build anything, and missing Python headers (a python3-dev package)."""
+    import sysconfig
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ft-compile-check-") as folder:
+        source = Path(folder) / f"probe.{'c' if language == 'c' else 'cpp'}"
+        source.write_text("#include <Python.h>\nint probe(void) { return 0; }\n", encoding="utf-8")
+        target = Path(folder) / "probe.o"
+        command = [compiler, "-c", str(source), "-I", sysconfig.get_paths()["include"], "-o", str(target)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return "timed out after 60 s on a one-line file"
+        except OSError as err:
+            return f"could not be run ({err.strerror})"
+        built = target.is_file()
+    if result.returncode != 0 or not built:
+        first = next((line for line in (result.stderr + result.stdout).splitlines() if line.strip()), "no output")
+        return f"failed on a one-line file that includes Python.h (exit code {result.returncode}: {first.strip()[:200]})"
+    return None
 
 
 def check_model(loaded) -> list[Check]:

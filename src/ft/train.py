@@ -164,7 +164,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     if stop.received is not None:
         raise TrainingStopped(f"stopped at step {trainer.state.global_step}; checkpoint written to "
                               f"{trainer.last_checkpoint}.\nResume with: ft train {loaded.path} --resume {run_dir}")
-    final_eval = trainer.evaluate() if prepared.eval is not None else {}
+    final_eval = final_evaluation(trainer, prepared) if prepared.eval is not None else {}
     counts = trainer.global_counts()
     leave_process_group()  # the sum of the token counts was the last collective operation
     if not trainer.is_world_process_zero():
@@ -189,6 +189,31 @@ def fit(loaded: LoadedConfig, prepared: Prepared, dtype, run_dir: Path, checkpoi
     return run_dir
 
 
+def final_evaluation(trainer, prepared: Prepared) -> dict:
+    """Run the final eval-loss pass; if compiling its graph fails, run it on the plain blocks instead of losing
+    the trained adapter."""
+    import torch
+
+    from ft.model import uncompile_layers
+
+    try:
+        return trainer.evaluate()
+    except torch._dynamo.exc.BackendCompilerFailed as err:
+        print(f"training.compile: compiling the evaluation failed ({failure_reason(err)}); evaluating with the plain "
+              "blocks", flush=True)
+        uncompile_layers(trainer.model)
+        return trainer.evaluate()
+
+
+def failure_reason(err: Exception) -> str:
+    """Return the first line of a compile error, plus the first line of the compiler's output when it has one."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    output = lines[lines.index("Output:") + 1] if "Output:" in lines[:-1] else None
+    return f"{lines[0]}: {output[:200]}" if output else lines[0]
+
+
 def compile_failure(err: Exception, loaded: LoadedConfig, run_dir: Path, fresh: bool) -> FtError:
     """Turn torch.compile's failure (a broken compiler, an unsupported operation) into one message with the fix.
 
@@ -199,9 +224,8 @@ def compile_failure(err: Exception, loaded: LoadedConfig, run_dir: Path, fresh: 
 
     if fresh and rank() == 0:
         shutil.rmtree(run_dir, ignore_errors=True)
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return FtError(f"training.compile: torch.compile failed: {reason}\nSet training.compile: false, or run "
-                   f"`ft doctor {loaded.path}` to check the compiler.")
+    return FtError(f"training.compile: torch.compile failed: {failure_reason(err)}\nSet training.compile: false, or "
+                   f"run `ft doctor {loaded.path}` with the same --set options to check the compiler.")
 
 
 def tool_call_eval(cfg, trainer, prepared: Prepared) -> dict | None:
