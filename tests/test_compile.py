@@ -7,6 +7,11 @@ agree within float32 rounding, not bit for bit: LOSS_RTOL and GRAD_RTOL/GRAD_ATO
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,11 +86,6 @@ def test_compiled_blocks_match_plain(tiny_model_dir, batches):
 def test_train_with_compile(tmp_path, tiny_model_dir):
     """`ft train` with training.compile: the training, the eval-loss pass (compiled as well) and the tool-call
     evaluation (on the plain blocks again) all run, and the run folder is complete."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     config = tmp_path / "compile.yaml"
     config.write_text(f"""# Run: ft train compile.yaml
 model:
@@ -107,9 +107,7 @@ output:
   dir: {tmp_path / 'runs'}
   run_name: compiled
 """)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    result = subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
-                            env=env, cwd=REPO, timeout=600)
+    result = run_train(config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training.compile: compiling 2 decoder blocks" in result.stdout
     summary = json.loads((tmp_path / "runs" / "compiled" / "summary.json").read_text())
@@ -119,6 +117,13 @@ output:
     assert (tmp_path / "runs" / "compiled" / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def run_train(config: Path, **env) -> subprocess.CompletedProcess:
+    """Run `ft train CONFIG` in a subprocess, offline, with `env` added to the environment."""
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env)
+    return subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
+                          env=environment, cwd=REPO, timeout=600)
+
+
 def executable(path: Path, text: str) -> str:
     path.write_text(text)
     path.chmod(0o755)
@@ -126,8 +131,6 @@ def executable(path: Path, text: str) -> str:
 
 
 def test_compiler_check(monkeypatch, tmp_path):
-    import shutil
-
     from ft.doctor import check_compiler
 
     real = shutil.which("g++")
@@ -158,19 +161,13 @@ def test_compiler_check(monkeypatch, tmp_path):
     assert check_compiler({"cuda": False}).message == "training.compile needs a compiler, and CXX='' is not found"
 
 
-def train_with_compiler(tmp_path, model_dir, compiler: str):
-    import os
-    import subprocess
-    import sys
-
+def train_with_compiler(tmp_path, model_dir, compiler: str) -> subprocess.CompletedProcess:
     config = tmp_path / "compile.yaml"
     config.write_text(f"model:\n  name: {model_dir}\ndata:\n  train: {QUICKSTART_TRAIN}\n  max_rows: 4\n"
                       f"training:\n  max_steps: 1\n  compile: true\noutput:\n  dir: {tmp_path / 'runs'}\n")
     # A cache of its own and no graph caches, so that Inductor has to build its kernels with this compiler.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", CXX=compiler, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
-               TORCHINDUCTOR_FX_GRAPH_CACHE="0", TORCHINDUCTOR_AUTOGRAD_CACHE="0")
-    return subprocess.run([sys.executable, "-m", "ft.cli", "train", str(config)], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=300)
+    return run_train(config, CXX=compiler, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+                     TORCHINDUCTOR_FX_GRAPH_CACHE="0", TORCHINDUCTOR_AUTOGRAD_CACHE="0")
 
 
 def test_compile_without_compiler_stops_early(tmp_path, tiny_model_dir):
@@ -185,8 +182,6 @@ def test_compile_without_compiler_stops_early(tmp_path, tiny_model_dir):
 def test_compile_failure_in_training(tmp_path, tiny_model_dir):
     """A compiler that builds the preflight probe but fails on Inductor's kernels: training stops at its first
     step with one message and exit code 2, and the new run folder is removed."""
-    import shutil
-
     compiler = executable(tmp_path / "picky-c++", f"""#!/bin/sh
 case "$*" in *--version*|*ft-compile-check*) exec {shutil.which("g++")} "$@";; esac
 echo 'picky: will not compile this' >&2
